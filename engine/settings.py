@@ -1,0 +1,546 @@
+"""Environment variables → one frozen, validated ``Settings`` object.
+
+Every variable of the original system (spec §13) keeps its name and default;
+DragonPBX's own variables follow. Each entry of ``VARIABLES`` declares how to
+parse the value and what it means; the README table is generated from it
+(``dragonpbx settings --markdown``) so documentation and code cannot drift.
+A bad value raises ``ConfigError`` with one line naming the variable and the
+accepted form.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import math
+import os
+import socket
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from engine.errors import ConfigError
+from engine.paths import media_dir
+
+
+@dataclass(frozen=True)
+class HostPort:
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+# --------------------------------------------------------------------------- parsers
+# Each parser takes the raw string and returns the value, or raises ValueError
+# whose text is the accepted form ("an integer ≥ 0", …).
+
+
+def _str(raw: str) -> str:
+    return raw
+
+
+def _opt_str(raw: str) -> str | None:
+    return raw or None
+
+
+def _int(minimum: int | None = None, maximum: int | None = None) -> Callable[[str], int]:
+    def parse(raw: str) -> int:
+        form = "an integer"
+        if minimum is not None and maximum is not None:
+            form = f"an integer from {minimum} to {maximum}"
+        elif minimum is not None:
+            form = f"an integer ≥ {minimum}"
+        try:
+            value = int(raw.strip())
+        except ValueError:
+            raise ValueError(form) from None
+        if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+            raise ValueError(form)
+        return value
+
+    return parse
+
+
+def _float(minimum: float = 0.0, *, strict: bool = False) -> Callable[[str], float]:
+    def parse(raw: str) -> float:
+        form = f"a number {'>' if strict else '≥'} {minimum:g} (seconds)"
+        try:
+            value = float(raw.strip())
+        except ValueError:
+            raise ValueError(form) from None
+        if math.isnan(value) or value < minimum or (strict and value == minimum):
+            raise ValueError(form)
+        return value
+
+    return parse
+
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def _bool(raw: str) -> bool:
+    low = raw.strip().lower()
+    if low in _TRUE:
+        return True
+    if low in _FALSE:
+        return False
+    raise ValueError("true or false")
+
+
+def _choice(*options: str) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        low = raw.strip().lower()
+        if low not in options:
+            raise ValueError("one of " + ", ".join(options))
+        return low
+
+    return parse
+
+
+def _codec_list(raw: str) -> tuple[str, ...]:
+    """``["G722","PCMA"]`` (JSON) or ``G722,PCMA`` (comma list) — D-6."""
+    text = raw.strip()
+    form = 'a JSON list of codec names (["PCMU","PCMA"]) or a comma list (PCMU,PCMA)'
+    if text.startswith("["):
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError:
+            raise ValueError(form) from None
+        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+            raise ValueError(form)
+        items = [v.strip() for v in value]
+    else:
+        items = [v.strip() for v in text.split(",")]
+    if not items or any(not v or " " in v for v in items):
+        raise ValueError(form)
+    return tuple(items)
+
+
+def _transports(raw: str) -> tuple[str, ...]:
+    form = "a comma list of udp, tcp"
+    items = tuple(dict.fromkeys(v.strip().lower() for v in raw.split(",") if v.strip()))
+    if not items or any(v not in ("udp", "tcp") for v in items):
+        raise ValueError(form)
+    return items
+
+
+def _host_ports(default_port_env: str) -> Callable[[str], tuple[tuple[str, int | None], ...]]:
+    """``host[:port]`` entries separated by commas; ports resolved later."""
+
+    def parse(raw: str) -> tuple[tuple[str, int | None], ...]:
+        form = "host[:port] entries separated by commas (IPv6 as [addr]:port)"
+        out: list[tuple[str, int | None]] = []
+        for part in raw.split(","):
+            item = part.strip()
+            if not item:
+                continue
+            host, port = _split_host_port(item, form)
+            out.append((host, port))
+        if not out:
+            raise ValueError(form)
+        return tuple(out)
+
+    return parse
+
+
+def _split_host_port(item: str, form: str) -> tuple[str, int | None]:
+    if item.startswith("["):
+        end = item.find("]")
+        if end < 0:
+            raise ValueError(form)
+        host, rest = item[1:end], item[end + 1 :]
+        if rest and not rest.startswith(":"):
+            raise ValueError(form)
+        port_text = rest[1:] if rest else ""
+    elif item.count(":") == 1:
+        host, port_text = item.split(":")
+    elif item.count(":") > 1:  # bare IPv6 literal without port
+        host, port_text = item, ""
+    else:
+        host, port_text = item, ""
+    if not host or any(c.isspace() for c in host):
+        raise ValueError(form)
+    if port_text:
+        if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+            raise ValueError(form)
+        return host, int(port_text)
+    return host, None
+
+
+def _url(*schemes: str) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        form = "a URL starting with " + " or ".join(f"{s}://" for s in schemes)
+        text = raw.strip()
+        if not any(text.startswith(f"{s}://") and len(text) > len(s) + 3 for s in schemes):
+            raise ValueError(form)
+        return text
+
+    return parse
+
+
+def _path(raw: str) -> Path:
+    if not raw.strip():
+        raise ValueError("a filesystem path")
+    return Path(raw).expanduser().resolve()
+
+
+def _loglevel(raw: str) -> str:
+    low = raw.strip().lower()
+    aliases = {"warn": "warning", "fatal": "critical", "trace": "debug", "silent": "critical"}
+    low = aliases.get(low, low)
+    if low not in ("debug", "info", "warning", "error", "critical"):
+        raise ValueError("one of debug, info, warn, error, fatal")
+    return low
+
+
+def _ringtone(raw: str) -> str:
+    text = raw.strip()
+    if not (text.startswith(("file:", "http://", "https://"))):
+        raise ValueError("a file:<path> or http(s):// URL")
+    return text
+
+
+def _instance_id(raw: str) -> str:
+    text = raw.strip()
+    if not text or any(c.isspace() or c == ":" for c in text):
+        raise ValueError("a name without spaces or ':'")
+    return text
+
+
+# --------------------------------------------------------------------------- table
+
+
+@dataclass(frozen=True)
+class Variable:
+    env: str
+    attr: str
+    default: str | None  # raw default text (parsed like a user value); None = derived
+    parse: Callable[[str], Any]
+    doc: str
+    group: str = "seed"  # "seed" = the original's variable, "new" = DragonPBX's own
+    secret: bool = False
+
+
+def _default_instance_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+VARIABLES: tuple[Variable, ...] = (
+    # --- the original system's variables (spec §13), same names and defaults
+    Variable("DRACHTIO_HOST", "drachtio_host", "localhost", _str,
+             "drachtio-server host (SIP_BACKEND=drachtio); default of RTPENGINE_HOST"),
+    Variable("DRACHTIO_PORT", "drachtio_port", "9022", _int(1, 65535), "drachtio-server port"),
+    Variable("DRACHTIO_SECRET", "drachtio_secret", "cymru", _str,
+             "drachtio-server shared secret", secret=True),
+    Variable("RTPENGINE_HOST", "rtpengine_hosts", None, _host_ports("RTPENGINE_PORT"),
+             "RTPEngine ng endpoints: host[:port] entries separated by commas "
+             "(default: DRACHTIO_HOST)"),
+    Variable("RTPENGINE_PORT", "rtpengine_port", "2223", _int(1, 65535),
+             "ng port for RTPENGINE_HOST entries without a port"),
+    Variable("LOGLEVEL", "loglevel", "debug", _loglevel,
+             "log level: debug, info, warn, error, fatal"),
+    Variable("WEBPORT", "webport", "2999", _int(0, 65535), "HTTP API port (0 = off)"),
+    Variable("DB_HOST", "db_host", "localhost", _str, "PostgreSQL host (DATA_SOURCE=pg)"),
+    Variable("DB_PORT", "db_port", "5432", _int(1, 65535), "PostgreSQL port"),
+    Variable("DB_USER", "db_user", "postgres", _str, "PostgreSQL user"),
+    Variable("DB_PASSWORD", "db_password", "my_password", _str, "PostgreSQL password",
+             secret=True),
+    Variable("HTTP_POOL", "http_pool", "false", _bool,
+             "accepted for compatibility; the webhook client always pools connections"),
+    Variable("HTTP_POOLSIZE", "http_poolsize", "3", _int(1),
+             "accepted for compatibility (connections per host are not capped below 100)"),
+    Variable("HTTP_PIPELINING", "http_pipelining", "false", _bool,
+             "accepted for compatibility (HTTP/1.1 keep-alive is always on)"),
+    Variable("HTTP_TIMEOUT", "http_timeout", "30", _float(0, strict=True),
+             "seconds bounding HTTP calls that are not webhooks (config API, media fetch)"),
+    Variable("HTTP_PROXY_IP", "http_proxy_ip", "", _opt_str,
+             "accepted for compatibility (unused, as in the original)"),
+    Variable("HTTP_PROXY_PORT", "http_proxy_port", "", _opt_str,
+             "accepted for compatibility (unused)"),
+    Variable("HTTP_PROXY_PROTOCOL", "http_proxy_protocol", "", _opt_str,
+             "accepted for compatibility (unused)"),
+    Variable("HTTP_USER_AGENT_HEADER", "http_user_agent", "dragonpbx", _str,
+             "User-Agent sent on every webhook and HTTP call"),
+    Variable("NODE_ENV", "node_env", "", _opt_str, "accepted for compatibility (unused)"),
+    Variable("MEDIA_PATH", "media_path", None, _path,
+             "base folder of file: media URLs (default: the shipped media folder)"),
+    Variable("FILE_PATH", "file_path", None, _path,
+             "base folder of file: CallHook templates (default: working directory)"),
+    Variable("REGISTRATION_MIN_SECS", "registration_min_secs", "30", _int(1),
+             "shortest registration granted; shorter requests get 423"),
+    Variable("REGISTRATION_MAX_SECS", "registration_max_secs", "3600", _int(1),
+             "longest registration granted"),
+    Variable("DEFAULT_CODECS", "default_codecs", '["G722","PCMA","PCMU"]', _codec_list,
+             "codecs for legs without their own list: JSON list or comma list"),
+    Variable("DEFAULT_RINGTONE", "default_ringtone", "file:/uk.wav", _ringtone,
+             "ringback played by connect (file: relative to MEDIA_PATH, or http(s) URL)"),
+    Variable("MAX_RECORDING_DURATION", "max_recording_duration", "300", _int(0),
+             "accepted for compatibility (no record verb)"),
+    Variable("DATA_SOURCE", "data_source", "api", _choice("api", "json", "pg"),
+             "configuration back-end: api, json or pg"),
+    Variable("CONFIG_URL", "config_url", "http://127.0.0.1:1337/api/v1/domains",
+             _url("http", "https"), "configuration API (DATA_SOURCE=api)"),
+    Variable("CONFIG_TOKEN", "config_token", "dev-admin-token-123", _str,
+             "bearer token for CONFIG_URL", secret=True),
+    Variable("CONFIG_TTL", "config_ttl", "60", _float(0, strict=True),
+             "seconds between configuration refreshes (api and pg)"),
+    Variable("REGTRUNKREFRESH", "regtrunk_refresh", "60", _float(0, strict=True),
+             "seconds between trunk-registration reconciliations"),
+    # --- DragonPBX's own variables
+    Variable("SIP_BACKEND", "sip_backend", "embedded", _choice("embedded", "drachtio"),
+             "SIP stack: embedded (built in) or drachtio (a drachtio-server)", group="new"),
+    Variable("SIP_HOST", "sip_host", "0.0.0.0", _str, "address the embedded stack listens on",
+             group="new"),
+    Variable("SIP_PORT", "sip_port", "5060", _int(0, 65535), "SIP port of the embedded stack",
+             group="new"),
+    Variable("SIP_TRANSPORTS", "sip_transports", "udp,tcp", _transports,
+             "transports of the embedded stack: udp, tcp", group="new"),
+    Variable("SIP_EXTERNAL_ADDRESS", "sip_external_address", "", _opt_str,
+             "address advertised in Via/Contact/SDP when behind NAT (default: listen address)",
+             group="new"),
+    Variable("REDIS_URL", "redis_url", "redis://localhost:6379/0",
+             _url("redis", "rediss", "unix"),
+             "Redis URL (password and TLS via rediss:// supported)", group="new", secret=True),
+    Variable("CONFIG_FILE", "config_file", "config.json", _path,
+             "JSON configuration file (DATA_SOURCE=json)", group="new"),
+    Variable("DB_NAME", "db_name", "dragonpbx", _str, "PostgreSQL database name", group="new"),
+    Variable("REGHOOK_TIMEOUT", "reghook_timeout", "5", _float(0, strict=True),
+             "seconds a RegHook may take", group="new"),
+    Variable("CALLHOOK_TIMEOUT", "callhook_timeout", "3", _float(0, strict=True),
+             "seconds a CallHook may take", group="new"),
+    Variable("STATUSHOOK_TIMEOUT", "statushook_timeout", "3", _float(0, strict=True),
+             "seconds a StatusHook may take", group="new"),
+    Variable("DRAGONPBX_WEBHOOK_SECRET", "webhook_secret", "", _opt_str,
+             "HMAC-SHA256 signing secret for webhook requests (unset = unsigned)",
+             group="new", secret=True),
+    Variable("SHUTDOWN_GRACE_SECS", "shutdown_grace_secs", "30", _float(0),
+             "seconds live calls may continue after SIGTERM", group="new"),
+    Variable("MEDIA_ALLOW_PRIVATE", "media_allow_private", "false", _bool,
+             "allow http(s) media from private/loopback addresses", group="new"),
+    Variable("MEDIA_CACHE_DIR", "media_cache_dir", None, _path,
+             "cache folder for fetched media (default: <tmp>/dragonpbx-media)", group="new"),
+    Variable("MEDIA_CACHE_TTL", "media_cache_ttl", "86400", _float(0),
+             "seconds a fetched media file stays cached", group="new"),
+    Variable("MEDIA_CACHE_MAX_BYTES", "media_cache_max_bytes", "268435456", _int(0),
+             "size bound of the media cache", group="new"),
+    Variable("MEDIA_FETCH_MAX_BYTES", "media_fetch_max_bytes", "20971520", _int(1),
+             "largest media download accepted", group="new"),
+    Variable("STATUSHOOK_LEGACY_NAMES", "statushook_legacy_names", "false", _bool,
+             "send the original's connect event names with their trailing space", group="new"),
+    Variable("DIALPLAN_PRECEDENCE", "dialplan_precedence", "specific",
+             _choice("specific", "legacy"),
+             "specific: most specific pattern wins; legacy: last match in JS key order",
+             group="new"),
+    Variable("CALLHOOK_MAX_RETRIES", "callhook_max_retries", "3", _int(0, 20),
+             "CallHook re-fetches for an unresolved call before 604", group="new"),
+    Variable("NONCE_SECRET", "nonce_secret", "", _opt_str,
+             "HMAC key for digest nonces; share it between instances (default: random "
+             "per process)", group="new", secret=True),
+    Variable("NONCE_TTL", "nonce_ttl", "300", _int(10),
+             "seconds a digest nonce stays valid before stale=true", group="new"),
+    Variable("INSTANCE_ID", "instance_id", None, _instance_id,
+             "name of this engine instance (owner of its Redis keys; default host-pid)",
+             group="new"),
+    Variable("API_TOKEN", "api_token", "", _opt_str,
+             "bearer token required by the HTTP API (unset = API only on loopback)",
+             group="new", secret=True),
+    Variable("MACHINES_PATH", "machines_path", None, _path,
+             "folder of machine definitions (default: the shipped machines)", group="new"),
+    Variable("LOG_FORMAT", "log_format", "json", _choice("json", "text"),
+             "log line format", group="new"),
+)
+
+@dataclass(frozen=True)
+class Settings:
+    drachtio_host: str
+    drachtio_port: int
+    drachtio_secret: str
+    rtpengine_hosts: tuple[tuple[str, int | None], ...]
+    rtpengine_port: int
+    loglevel: str
+    webport: int
+    db_host: str
+    db_port: int
+    db_user: str
+    db_password: str
+    http_pool: bool
+    http_poolsize: int
+    http_pipelining: bool
+    http_timeout: float
+    http_proxy_ip: str | None
+    http_proxy_port: str | None
+    http_proxy_protocol: str | None
+    http_user_agent: str
+    node_env: str | None
+    media_path: Path
+    file_path: Path
+    registration_min_secs: int
+    registration_max_secs: int
+    default_codecs: tuple[str, ...]
+    default_ringtone: str
+    max_recording_duration: int
+    data_source: str
+    config_url: str
+    config_token: str
+    config_ttl: float
+    regtrunk_refresh: float
+    sip_backend: str
+    sip_host: str
+    sip_port: int
+    sip_transports: tuple[str, ...]
+    sip_external_address: str | None
+    redis_url: str
+    config_file: Path
+    db_name: str
+    reghook_timeout: float
+    callhook_timeout: float
+    statushook_timeout: float
+    webhook_secret: str | None
+    shutdown_grace_secs: float
+    media_allow_private: bool
+    media_cache_dir: Path
+    media_cache_ttl: float
+    media_cache_max_bytes: int
+    media_fetch_max_bytes: int
+    statushook_legacy_names: bool
+    dialplan_precedence: str
+    callhook_max_retries: int
+    nonce_secret: str | None
+    nonce_ttl: int
+    instance_id: str
+    api_token: str | None
+    machines_path: Path
+    log_format: str
+    # which variables were set explicitly (for the secret-default warning)
+    explicit: frozenset[str] = field(default=frozenset(), compare=False)
+
+    @property
+    def rtpengine_endpoints(self) -> tuple[HostPort, ...]:
+        return tuple(HostPort(h, p or self.rtpengine_port) for h, p in self.rtpengine_hosts)
+
+    def default_secret_warnings(self) -> list[str]:
+        """Seed secrets still at their well-known default with a non-loopback peer (S-10)."""
+        out: list[str] = []
+        checks = (
+            ("DRACHTIO_SECRET", self.sip_backend == "drachtio", self.drachtio_host),
+            ("CONFIG_TOKEN", self.data_source == "api", _url_host(self.config_url)),
+            ("DB_PASSWORD", self.data_source == "pg", self.db_host),
+        )
+        for env, in_use, peer in checks:
+            if in_use and env not in self.explicit and not is_loopback_host(peer):
+                out.append(
+                    f"{env} is the well-known default and is used with non-loopback peer "
+                    f"{peer}; set your own"
+                )
+        return out
+
+    def redacted(self) -> dict[str, Any]:
+        """Settings for logs and `dragonpbx settings`: secrets replaced by ``***``."""
+        out: dict[str, Any] = {}
+        for var in VARIABLES:
+            value = getattr(self, var.attr)
+            if var.secret and value:
+                value = _redact_url(value) if var.env == "REDIS_URL" else "***"
+            elif isinstance(value, Path):
+                value = str(value)
+            out[var.env] = value
+        return out
+
+
+def _url_host(url: str) -> str:
+    rest = url.split("://", 1)[-1]
+    hostport = rest.split("/", 1)[0].rsplit("@", 1)[-1]
+    if hostport.startswith("["):
+        return hostport[1 : hostport.find("]")]
+    return hostport.split(":")[0]
+
+
+def _redact_url(url: str) -> str:
+    scheme, _, rest = url.partition("://")
+    if "@" in rest.split("/", 1)[0]:
+        _creds, _, tail = rest.partition("@")
+        return f"{scheme}://***@{tail}"
+    return url
+
+
+def is_loopback_host(host: str) -> bool:
+    if host in ("localhost", "localhost.localdomain", ""):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Parse ``env`` (default ``os.environ``) into ``Settings`` or raise ``ConfigError``."""
+    source = os.environ if env is None else env
+    values: dict[str, Any] = {}
+    explicit: set[str] = set()
+    for var in VARIABLES:
+        raw = source.get(var.env)
+        if raw is not None:
+            explicit.add(var.env)
+        elif var.default is not None:
+            raw = var.default
+        if raw is None:
+            values[var.attr] = None
+            continue
+        try:
+            values[var.attr] = var.parse(raw)
+        except ValueError as exc:
+            shown = "***" if var.secret else repr(raw)
+            raise ConfigError(f"{var.env}={shown} is invalid: expected {exc}") from None
+    # derived defaults
+    if values["rtpengine_hosts"] is None:
+        values["rtpengine_hosts"] = _host_ports("RTPENGINE_PORT")(values["drachtio_host"])
+    if values["media_path"] is None:
+        values["media_path"] = media_dir()
+    if values["file_path"] is None:
+        values["file_path"] = Path.cwd().resolve()
+    if values["media_cache_dir"] is None:
+        import tempfile
+
+        values["media_cache_dir"] = Path(tempfile.gettempdir()) / "dragonpbx-media"
+    if values["instance_id"] is None:
+        values["instance_id"] = _default_instance_id()
+    if values["machines_path"] is None:
+        from engine.paths import machines_dir
+
+        values["machines_path"] = machines_dir()
+    if values["registration_min_secs"] > values["registration_max_secs"]:
+        raise ConfigError(
+            "REGISTRATION_MIN_SECS is invalid: expected an integer ≤ REGISTRATION_MAX_SECS"
+        )
+    names = {f.name for f in fields(Settings)} - {"explicit"}
+    missing = names - values.keys()
+    if missing:  # a Variable row is missing for a field: programming error
+        raise RuntimeError(f"settings table lacks {sorted(missing)}")
+    return Settings(**values, explicit=frozenset(explicit))
+
+
+def markdown_table() -> str:
+    """The README's variable table, generated from ``VARIABLES``."""
+    lines = ["| Variable | Default | Meaning |", "| --- | --- | --- |"]
+    for group, title in (("seed", "original"), ("new", "DragonPBX")):
+        for var in VARIABLES:
+            if var.group != group:
+                continue
+            default = var.default if var.default is not None else "(derived)"
+            default = f"`{default}`" if default not in ("", "(derived)") else default or "(unset)"
+            lines.append(f"| `{var.env}` | {default} | {var.doc} ({title}) |")
+    return "\n".join(lines)
+
+
+def attr_of(env_name: str) -> str:
+    for var in VARIABLES:
+        if var.env == env_name:
+            return var.attr
+    raise KeyError(env_name)
+
+
+__all__ = ["VARIABLES", "HostPort", "Settings", "load_settings", "markdown_table"]
