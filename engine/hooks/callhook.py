@@ -1,0 +1,111 @@
+"""CallHook caller: POST the call data, return the CallScript JSON (spec §5.2).
+
+Outcomes, as the call machine needs them:
+
+* ``CallScript(value)`` — HTTP 2xx and a JSON body (any Content-Type) whose value
+  is not JSON-falsy. The value is returned as is: validating it as a CallScript
+  is the call machine's job.
+* ``CallHookFailed(sip_status=480)`` ("unavailable") — HTTP ≠ 2xx (3xx included:
+  redirects are not followed), timeout, connection failure, body not JSON.
+* ``CallHookFailed(sip_status=500)`` ("invalid") — the URL is missing or not
+  http(s), or the JSON is ``null``/``false``/``0``/``""`` (the original's
+  falsy-script check).
+
+``kind`` says which case it was (``status``, ``timeout``, ``connect``, ``json``,
+``url``, ``empty``, ``too_large``, ``error``) for logs and StatusHook/``hook.error``
+events; ``status`` is the HTTP code when there was one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from engine.errors import HookError
+from engine.hooks.client import parse_json_strict, safe_url
+from engine.log import get_logger
+from engine.ports import HookCaller
+
+log = get_logger(__name__)
+
+UNAVAILABLE = 480
+INVALID = 500
+
+
+@dataclass(frozen=True, slots=True)
+class CallScript:
+    """The parsed JSON the CallHook returned (normally a list of verb objects)."""
+
+    value: Any
+
+
+@dataclass(frozen=True, slots=True)
+class CallHookFailed:
+    kind: str
+    sip_status: int  # 480 unavailable | 500 invalid
+    status: int | None = None  # HTTP status, when a reply arrived
+    message: str = ""
+
+    @property
+    def reason(self) -> str:
+        return "unavailable" if self.sip_status == UNAVAILABLE else "invalid"
+
+
+CallHookResult = CallScript | CallHookFailed
+
+
+def _falsy_json(value: Any) -> bool:
+    # JavaScript falsiness of a JSON value: null, false, 0, "" (arrays/objects are truthy).
+    return value is None or value is False or value == "" or (
+        isinstance(value, int | float) and not isinstance(value, bool) and value == 0
+    )
+
+
+def interpret_reply(status: int, body: bytes) -> CallHookResult:
+    """Classify a CallHook HTTP reply (pure)."""
+    if not 200 <= status < 300:
+        return CallHookFailed("status", UNAVAILABLE, status, f"CallHook answered HTTP {status}")
+    ok, value = parse_json_strict(body)
+    if not ok:
+        return CallHookFailed("json", UNAVAILABLE, status, "CallHook reply is not JSON")
+    if _falsy_json(value):
+        return CallHookFailed("empty", INVALID, status, f"CallHook returned {body.strip()[:8]!r}")
+    return CallScript(value)
+
+
+class CallHook:
+    """Typed CallHook calls over the shared ``HookCaller``, bounded by ``CALLHOOK_TIMEOUT``."""
+
+    def __init__(self, caller: HookCaller, *, timeout: float) -> None:
+        self._caller = caller
+        self._timeout = timeout
+
+    async def fetch(self, url: str | None, body: Mapping[str, Any], *,
+                    timeout: float | None = None) -> CallHookResult:
+        """POST ``body`` (see ``payloads.callhook_body``) to ``url``; never raises ``HookError``."""
+        if not url or not url.startswith(("http://", "https://")):
+            return CallHookFailed("url", INVALID, None, "CallHook URL missing or not http(s)")
+        try:
+            reply = await self._caller.post(url, body, timeout=timeout or self._timeout)
+        except HookError as exc:
+            sip = INVALID if exc.kind in ("url", "payload") else UNAVAILABLE
+            log.warning("callhook failed", url=safe_url(url), kind=exc.kind, error=str(exc))
+            return CallHookFailed(exc.kind, sip, exc.status, str(exc))
+        if reply.json is not None and 200 <= reply.status < 300:
+            # Fast path: the client already parsed a non-null JSON body.
+            value = reply.json
+            result: CallHookResult = (
+                CallHookFailed("empty", INVALID, reply.status, "CallHook returned a falsy value")
+                if _falsy_json(value) else CallScript(value)
+            )
+        else:
+            result = interpret_reply(reply.status, reply.body)
+        if isinstance(result, CallHookFailed):
+            log.warning("callhook reply rejected", url=safe_url(url), kind=result.kind,
+                        status=reply.status, error=result.message)
+        return result
+
+
+__all__ = ["INVALID", "UNAVAILABLE", "CallHook", "CallHookFailed", "CallHookResult",
+           "CallScript", "interpret_reply"]
