@@ -1,0 +1,1 @@
+"""RTPEngine ng protocol: ``ng`` (pure core), ``client`` (asyncio UDP driver)."""
