@@ -1,0 +1,124 @@
+"""Interpreter cost: create an instance, take transitions, finish.
+
+A PBX creates several instances per call (pipeline, session, verbs, legs), so
+instance creation + a transition must stay far below a millisecond. Prints
+µs per instance and instances/s for: spawn + one transition with an action;
+a 6-step flow with guards, an always-decision and an ``after`` timer armed
+and cancelled (closer to a real call leg).
+
+    .venv/bin/python bench/bench_fsm.py [--n 50000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import time
+from types import SimpleNamespace
+from typing import Any
+
+from engine.clock import LoopClock
+from engine.fsm import Registry, Runtime, load_text
+
+ONE = """
+machine: one
+inputs: [start]
+initial: idle
+states:
+  idle: {on: {start: done}}
+  done:
+    entry: [b.noop]
+    final: true
+"""
+
+FLOW = """
+machine: flow
+inputs: [start, answer, hangup]
+initial: idle
+states:
+  idle: {on: {start: check}}
+  check:
+    always:
+      - {guard: b.yes, target: ringing, actions: [b.noop]}
+      - {target: rejected}
+  ringing:
+    entry: [b.noop]
+    after: [{delay: 30, target: rejected}]
+    on: {answer: {target: connected, actions: [b.noop]}}
+  connected:
+    entry: [b.noop]
+    after: [{delay: 14400, target: ended}]
+    on: {hangup: ended}
+  ended: {entry: [b.noop], final: true}
+  rejected: {final: true}
+"""
+
+
+class Lib:
+    def __init__(self, reg: Registry, *texts: str):
+        self.m = {}
+        for t in texts:
+            r = load_text(t, "bench.yaml", reg)
+            assert r.ok, r.diagnostics
+            self.m[r.compiled.name] = r.compiled
+
+    def get(self, name: str) -> Any:
+        return self.m[name]
+
+
+def registry() -> Registry:
+    reg = Registry()
+    reg.declare_events("bench", ["start", "answer", "hangup"])
+
+    @reg.action(name="b.noop")
+    async def noop(ctx: Any, p: Any) -> None:
+        return None
+
+    @reg.guard(name="b.yes")
+    def yes(ctx: Any, p: Any) -> bool:
+        return True
+
+    return reg
+
+
+async def run(n: int) -> None:
+    rt = Runtime(Lib(registry(), ONE, FLOW), SimpleNamespace(), LoopClock(),
+                 trace_ignored=False)
+    for name, events in (("one", ["start"]), ("flow", ["start", "answer", "hangup"])):
+        for _ in range(2000):  # warm-up
+            inst = rt.spawn(name)
+            for ev in events:
+                await inst.send(ev)
+        gc.collect()
+        t0 = time.perf_counter()
+        c0 = time.process_time()
+        for _ in range(n):
+            inst = rt.spawn(name)
+            for ev in events:
+                await inst.send(ev)
+            assert inst.done
+        wall = time.perf_counter() - t0
+        cpu = time.process_time() - c0
+        transitions = len(events) + (1 if name == "flow" else 0)
+        print(f"{name:5s}: {n} instances, {transitions} transitions each: "
+              f"{wall / n * 1e6:7.1f} µs/instance  {n / wall:9.0f} instances/s  "
+              f"({cpu / n * 1e6:.1f} µs CPU)")
+    assert not rt.live
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=50000)
+    args = ap.parse_args()
+    try:
+        import uvloop
+        uvloop.install()
+        print("event loop: uvloop")
+    except ImportError:
+        print("event loop: asyncio")
+    asyncio.run(run(args.n))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,426 @@
+"""Live machine instances: per-instance event queue, actions, timers, tasks, trace.
+
+An ``Instance`` is both the ``transitions`` model and the ``ctx`` every action
+and guard receives. Events are queued per instance and processed one at a
+time; actions run in order after the graph step, and only *start* long work
+(``ctx.start``) whose outcome comes back as another event. So a CANCEL that
+arrives while a webhook is pending is processed at once, and the pending
+work is cancelled when its state is left (or its late result ignored).
+
+Failure routing: an action that raises produces ``action.error`` (data:
+``action``, ``error``); the current state or the machine-wide ``on:`` may
+handle it; otherwise the instance is driven to the machine's ``on_failure``
+state, whose entry actions (the cleanup) always run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass
+from operator import itemgetter
+from types import SimpleNamespace
+from typing import Any
+
+from engine.fsm.compile import BoundCall, CompiledMachine
+from engine.fsm.definition import ALWAYS_EVENT
+from engine.fsm.trace import Trace, TraceEntry
+from engine.log import Logger, get_logger
+
+RUNNING, DONE, FAILED, KILLED = "running", "done", "failed", "killed"
+ACTION_ERROR = "action.error"
+
+_log = get_logger("engine.fsm")
+_ids = itertools.count(1)
+_ID_PREFIX = f"{os.getpid():x}"
+_phase = itemgetter(0)
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """Returned by work started with ``ctx.start`` to choose the event it ends with."""
+
+    event: str
+    data: dict[str, Any] | None = None
+
+
+class Event:
+    __slots__ = ("data", "name")
+
+    def __init__(self, name: str, data: dict[str, Any] | None):
+        self.name = name
+        self.data = data if data is not None else {}
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.data.get(key, default)
+
+    def __repr__(self) -> str:
+        return f"Event({self.name!r})"
+
+
+_NO_EVENT = Event("", None)
+
+
+class Instance:
+    """One running flow (a REGISTER, a call leg, a verb, a trunk registration)."""
+
+    __slots__ = (
+        "__weakref__", "_begun", "_children", "_epoch", "_itasks", "_on_finish", "_queue",
+        "_running", "_stasks", "_timers", "created", "event", "guard_log", "id", "log", "machine",
+        "parent", "result", "runtime", "state", "status", "steps", "trace", "vars",
+    )
+
+    def __init__(self, runtime: Runtime, machine: CompiledMachine, vars: dict[str, Any],
+                 parent: Instance | None, instance_id: str | None):
+        self.runtime = runtime
+        self.machine = machine
+        self.id = instance_id or f"{machine.name}-{_ID_PREFIX}-{next(_ids)}"
+        self.vars = SimpleNamespace(**vars)
+        self.parent = parent
+        self.state = machine.initial
+        self.status = RUNNING
+        self.event = _NO_EVENT
+        self.result: dict[str, Any] = {}
+        self.trace = Trace()
+        self.created = runtime.clock.time()
+        self.log: Logger = _log.bind(instance=self.id)
+        self.steps: list[tuple[int, str, Any]] = []
+        self.guard_log: list[tuple[str, bool]] = []
+        self._queue: deque[tuple[str, dict[str, Any] | None]] = deque()
+        self._running = False
+        self._begun = False
+        self._epoch = 0
+        self._timers: list[Any] = []
+        self._stasks: set[asyncio.Task[Any]] = set()
+        self._itasks: set[asyncio.Task[Any]] = set()
+        self._children: set[Instance] = set()
+        self._on_finish: list[Callable[[Instance], None]] = []
+
+    # ------------------------------------------------------------------ public API
+    @property
+    def services(self) -> Any:
+        """The ports (sip, media, store, hooks, config, settings, clock)."""
+        return self.runtime.services
+
+    @property
+    def done(self) -> bool:
+        return self.status != RUNNING
+
+    def post(self, event: str, data: dict[str, Any] | None = None) -> None:
+        """Queue ``event``; processed soon on the loop. Safe to call from callbacks."""
+        if self.status != RUNNING:
+            return
+        self._queue.append((event, data))
+        if not self._running:
+            self._running = True
+            self.runtime.loop.create_task(self._drain())
+
+    async def send(self, event: str, data: dict[str, Any] | None = None) -> None:
+        """Queue ``event`` and, if the instance is idle, process the queue now."""
+        if self.status != RUNNING:
+            return
+        self._queue.append((event, data))
+        if not self._running:
+            self._running = True
+            await self._drain()
+
+    def emit(self, event: str, **data: Any) -> None:
+        """For actions: cause ``event`` on this instance after the current step."""
+        self.post(event, data or None)
+
+    def start(self, work: Coroutine[Any, Any, Any] | Awaitable[Any], *, done: str,
+              error: str, scope: str = "state") -> asyncio.Task[Any]:
+        """Run ``work`` in the background; when it ends post ``done`` (data ``result``),
+        or the ``Outcome`` it returned, or ``error`` (data ``error``) if it raised.
+
+        ``scope="state"`` work is cancelled when the current state is left (its late
+        result is ignored); ``scope="instance"`` work lives until the instance ends.
+        """
+        task = self.runtime.loop.create_task(work)  # type: ignore[arg-type]
+        if scope == "state":
+            self._stasks.add(task)
+            epoch = self._epoch
+        else:
+            self._itasks.add(task)
+            epoch = -1
+        task.add_done_callback(lambda t: self._work_done(t, done, error, epoch))
+        return task
+
+    def on_finish(self, callback: Callable[[Instance], None]) -> None:
+        self._on_finish.append(callback)
+
+    def spawn_child(self, machine: str, *, vars: dict[str, Any], done: str) -> Instance:
+        """Start a child machine; when it finishes this instance gets ``done`` with data
+        ``{"child": …, "outcome": <final state>, **child.result}``."""
+        child = self.runtime.spawn(machine, vars=vars, parent=self)
+        self._children.add(child)
+
+        def finished(c: Instance) -> None:
+            self._children.discard(c)
+            self.post(done, {"child": c, "outcome": c.state, "status": c.status, **c.result})
+
+        child.on_finish(finished)
+        child.post("start")
+        return child
+
+    def kill(self, reason: str) -> None:
+        """Stop at once without running any action (used when a parent ends)."""
+        if self.status != RUNNING:
+            return
+        self.trace.add(TraceEntry(self.runtime.clock.time(), self.machine.label, self.state,
+                                  self.state, "kill", note=f"killed: {reason}"))
+        self._finish(KILLED)
+
+    # ------------------------------------------------------------------ engine
+    def guard_failed(self, label: str, exc: Exception) -> None:
+        self.log.error("guard raised; treated as false", guard=label, state=self.state,
+                       machine=self.machine.label, error=repr(exc))
+
+    def _work_done(self, task: asyncio.Task[Any], done: str, error: str, epoch: int) -> None:
+        self._stasks.discard(task)
+        self._itasks.discard(task)
+        if task.cancelled() or self.status != RUNNING:
+            return
+        if epoch not in (-1, self._epoch):
+            return  # the state that started it was left: a late result is ignored
+        exc = task.exception()
+        if exc is not None:
+            self.post(error, {"error": exc})
+            return
+        result = task.result()
+        if isinstance(result, Outcome):
+            self.post(result.event, result.data)
+        else:
+            self.post(done, {"result": result})
+
+    def _timer_fired(self, event: str, epoch: int) -> None:
+        if epoch == self._epoch and self.status == RUNNING:
+            self.post(event)
+
+    def begin(self) -> None:
+        """Enter the initial state (run its entry actions) without posting an event."""
+        if not self._running and not self._begun:
+            self._running = True
+            self.runtime.loop.create_task(self._drain())
+
+    async def _drain(self) -> None:
+        try:
+            if not self._begun:
+                self._begun = True
+                await self._enter_initial()
+            queue = self._queue
+            while queue and self.status == RUNNING:
+                name, data = queue.popleft()
+                await self._process(name, data)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # an engine bug: isolate it to this instance
+            self.log.exception("machine step crashed", machine=self.machine.label,
+                               state=self.state, error=repr(exc))
+            self._finish(FAILED)
+        finally:
+            self._running = False
+
+    async def _enter_initial(self) -> None:
+        machine = self.machine
+        initial = machine.initial
+        if not (machine.entry[initial] or machine.timers[initial]
+                or initial in machine.has_always):
+            return
+        entry = self.trace.add(TraceEntry(self.runtime.clock.time(), machine.label, "",
+                                          initial, "(begin)"))
+        await self._run_steps([(2, "enter", initial)], entry)
+
+    async def _process(self, name: str, data: dict[str, Any] | None) -> None:
+        machine = self.machine
+        source = self.state
+        clock = self.runtime.clock
+        if name not in machine.handled[source]:
+            if self.runtime.trace_ignored:
+                self.trace.add(TraceEntry(clock.time(), machine.label, source, source, name,
+                                          note="ignored"))
+            return
+        t0 = time.perf_counter()
+        self.event = Event(name, data)
+        steps = self.steps = []
+        guards = self.guard_log = []
+        taken = machine.events[name].trigger(self)
+        entry = self.trace.add(TraceEntry(clock.time(), machine.label, source, self.state, name,
+                                          guards))
+        if not taken:
+            entry.note = "no transition (guards false)"
+            entry.duration_us = (time.perf_counter() - t0) * 1e6
+            return
+        if steps:
+            if len(steps) > 1:
+                steps.sort(key=_phase)
+            await self._run_steps(steps, entry)
+        entry.duration_us = (time.perf_counter() - t0) * 1e6
+
+    async def _run_steps(self, steps: list[tuple[int, str, Any]], entry: TraceEntry) -> None:
+        machine = self.machine
+        for _, kind, payload in steps:
+            if kind == "exit":
+                self._leave_state()
+                calls = machine.exit[payload]
+            elif kind == "do":
+                calls = payload
+            else:
+                self._arm_timers(payload)
+                calls = machine.entry[payload]
+            for call in calls:
+                if not await self._call(call, entry):
+                    return
+        state = self.state
+        if state in machine.has_always:
+            self._queue.appendleft((ALWAYS_EVENT, None))
+        elif state in machine.final_states:
+            self._finish(DONE)
+
+    async def _call(self, call: BoundCall, entry: TraceEntry) -> bool:
+        try:
+            await call.func(self, call.params)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            entry.actions.append((call.label, f"error: {exc!r}"))
+            self._action_failed(call, exc)
+            return False
+        entry.actions.append((call.label, "ok"))
+        return True
+
+    def _action_failed(self, call: BoundCall, exc: Exception) -> None:
+        machine = self.machine
+        state = self.state
+        self.log.warning("action failed", action=call.name, state=state,
+                         machine=machine.label, error=repr(exc))
+        if state in machine.final_states:
+            self._finish(FAILED if machine.on_failure != state else DONE)
+            return
+        if ACTION_ERROR in machine.handled[state]:
+            self._queue.appendleft((ACTION_ERROR, {"action": call.name, "error": exc}))
+            return
+        self._queue.clear()
+        self.runtime.loop.create_task(self._enter_failure(call.name, exc))
+
+    async def _enter_failure(self, action_name: str, exc: Exception) -> None:
+        """Uncaught action failure: go to ``on_failure`` (cleanup) or end as failed."""
+        machine = self.machine
+        target = machine.on_failure
+        if self.status != RUNNING:
+            return
+        source = self.state
+        entry = self.trace.add(TraceEntry(self.runtime.clock.time(), machine.label, source,
+                                          target or source, ACTION_ERROR,
+                                          note=f"uncaught failure of {action_name}"))
+        if target is None or target == source:
+            self._finish(FAILED)
+            return
+        self._leave_state()
+        machine.set_state(self, target)
+        self.event = Event(ACTION_ERROR, {"action": action_name, "error": exc})
+        self._arm_timers(target)
+        self._running = True
+        try:
+            for call in machine.entry[target]:
+                if not await self._call(call, entry):
+                    return
+            if target in machine.final_states:
+                self._finish(DONE)
+            elif self._queue:
+                await self._drain()
+        finally:
+            self._running = False
+
+    def _leave_state(self) -> None:
+        self._epoch += 1
+        if self._timers:
+            for handle in self._timers:
+                handle.cancel()
+            self._timers.clear()
+        if self._stasks:
+            for task in self._stasks:
+                task.cancel()
+            self._stasks.clear()
+
+    def _arm_timers(self, state: str) -> None:
+        timers = self.machine.timers[state]
+        if not timers:
+            return
+        clock = self.runtime.clock
+        epoch = self._epoch
+        for timer in timers:
+            seconds = timer.seconds
+            if seconds is None:
+                assert timer.delay is not None
+                try:
+                    seconds = float(timer.delay.func(self, timer.delay.params))
+                except Exception as exc:
+                    self.log.error("delay raised; timer fires at once", delay=timer.label,
+                                   error=repr(exc))
+                    seconds = 0.0
+            self._timers.append(clock.call_later(
+                seconds, lambda ev=timer.event, ep=epoch: self._timer_fired(ev, ep)))
+
+    def _finish(self, status: str) -> None:
+        if self.status != RUNNING:
+            return
+        self.status = status
+        self._leave_state()
+        for task in self._itasks:
+            task.cancel()
+        self._itasks.clear()
+        self._queue.clear()
+        for child in list(self._children):
+            child.kill(f"parent {self.id} ended")
+        self._children.clear()
+        self.runtime.forget(self)
+        for callback in self._on_finish:
+            try:
+                callback(self)
+            except Exception as exc:
+                self.log.exception("finish callback failed", error=repr(exc))
+        self._on_finish.clear()
+
+    def __repr__(self) -> str:
+        return f"<Instance {self.id} {self.machine.label} state={self.state} {self.status}>"
+
+
+class Runtime:
+    """Owns the machine library, the services (ports) and the live instances."""
+
+    def __init__(self, library: Any, services: Any, clock: Any,
+                 loop: asyncio.AbstractEventLoop | None = None, *, trace_ignored: bool = True):
+        self.library = library
+        self.services = services
+        self.clock = clock
+        self._loop = loop
+        self.live: dict[str, Instance] = {}
+        self.trace_ignored = trace_ignored
+        self.finished_count = 0
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
+        return self._loop
+
+    def spawn(self, machine: str | CompiledMachine, *, vars: dict[str, Any] | None = None,
+              parent: Instance | None = None, instance_id: str | None = None) -> Instance:
+        """New instance of the *current* version of ``machine`` (running ones keep theirs)."""
+        compiled = machine if isinstance(machine, CompiledMachine) else self.library.get(machine)
+        inst = Instance(self, compiled, vars or {}, parent, instance_id)
+        compiled.set_state(inst, compiled.initial)
+        self.live[inst.id] = inst
+        return inst
+
+    def forget(self, inst: Instance) -> None:
+        if self.live.pop(inst.id, None) is not None:
+            self.finished_count += 1
+
+    def find(self, instance_id: str) -> Instance | None:
+        return self.live.get(instance_id)
