@@ -154,9 +154,8 @@ class HookClient:
 
     async def post_bytes(self, url: str, body: bytes, *, timeout: float) -> HookReply:
         """As ``post`` for an already serialised JSON body."""
-        shown = safe_url(url)
         if not url.startswith(("http://", "https://")):
-            raise HookError(f"not an http(s) URL: {shown}", kind="url")
+            raise HookError(f"not an http(s) URL: {safe_url(url)}", kind="url")
         session = self._get_session()
         headers = self.headers_for(body)
         started = time.monotonic()
@@ -165,33 +164,36 @@ class HookClient:
                 async with session.post(url, data=body, headers=headers,
                                         allow_redirects=False) as resp:
                     status = resp.status
-                    raw = await self._read(resp, shown)
+                    raw = await self._read(resp, url)
+        except HookError:
+            raise
         except TimeoutError as exc:
-            raise HookError(f"{shown} did not answer within {timeout:g}s",
+            raise HookError(f"{safe_url(url)} did not answer within {timeout:g}s",
                             kind="timeout") from exc
         except (aiohttp.InvalidURL, ValueError) as exc:
-            raise HookError(f"invalid webhook URL {shown}", kind="url") from exc
+            raise HookError(f"invalid webhook URL {safe_url(url)}", kind="url") from exc
         except aiohttp.ClientConnectorError as exc:
-            raise HookError(f"cannot connect to {shown}: {exc.os_error}",
+            raise HookError(f"cannot connect to {safe_url(url)}: {exc.os_error}",
                             kind="connect") from exc
         except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
-            raise HookError(f"connection to {shown} failed: {exc}", kind="connect") from exc
+            raise HookError(f"connection to {safe_url(url)} failed: {type(exc).__name__}",
+                            kind="connect") from exc
         except aiohttp.ClientPayloadError as exc:
-            raise HookError(f"broken reply from {shown}: {exc}", kind="error") from exc
+            raise HookError(f"broken reply from {safe_url(url)}", kind="error") from exc
         except aiohttp.ClientError as exc:
-            raise HookError(f"HTTP error from {shown}: {type(exc).__name__}",
+            raise HookError(f"HTTP error from {safe_url(url)}: {type(exc).__name__}",
                             kind="error") from exc
         parsed = _parse_json(raw)
         if log.is_enabled(10):  # logging.DEBUG; skip building fields on the hot path
-            log.debug("webhook reply", url=shown, status=status, bytes=len(raw),
+            log.debug("webhook reply", url=safe_url(url), status=status, bytes=len(raw),
                       ms=round((time.monotonic() - started) * 1000, 1))
         return HookReply(status=status, body=raw, json=parsed)
 
-    async def _read(self, resp: aiohttp.ClientResponse, shown: str) -> bytes:
+    async def _read(self, resp: aiohttp.ClientResponse, url: str) -> bytes:
         length = resp.content_length
         if length is not None and length > self._max_reply:
-            raise HookError(f"reply from {shown} is {length} bytes (cap {self._max_reply})",
-                            kind="too_large")
+            raise HookError(f"reply from {safe_url(url)} is {length} bytes "
+                            f"(cap {self._max_reply})", kind="too_large")
         if length is not None:
             return await resp.read()
         chunks: list[bytes] = []
@@ -199,7 +201,7 @@ class HookClient:
         async for chunk in resp.content.iter_chunked(65536):
             size += len(chunk)
             if size > self._max_reply:
-                raise HookError(f"reply from {shown} exceeds {self._max_reply} bytes",
+                raise HookError(f"reply from {safe_url(url)} exceeds {self._max_reply} bytes",
                                 kind="too_large")
             chunks.append(chunk)
         return b"".join(chunks)

@@ -142,7 +142,11 @@ class StatusHook:
 
     async def close(self, *, grace: float = 2.0) -> None:
         """Stop accepting events, deliver what is queued for up to ``grace`` seconds,
-        then cancel the workers (abandoned events are logged as a count)."""
+        then cancel the workers (abandoned events are logged as a count).
+
+        If ``close`` itself is cancelled the workers are still stopped, then the
+        cancellation propagates.
+        """
         self._closing = True
         if not self._tasks:
             return
@@ -151,12 +155,13 @@ class StatusHook:
                 await asyncio.gather(*(q.join() for q in self._queues))
         except TimeoutError:
             log.warning("statushook events abandoned at shutdown", count=self.pending)
-        for task in self._tasks:
-            task.cancel()
-        # Workers end with CancelledError, which is expected here; our own
-        # cancellation (if close() is cancelled) still propagates from gather.
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        self._tasks = []
+        finally:
+            tasks, self._tasks = self._tasks, []
+            for task in tasks:
+                task.cancel()
+            # Workers end with CancelledError, expected here; gather(return_exceptions)
+            # collects it without hiding a cancellation of close() itself.
+            await asyncio.gather(*tasks, return_exceptions=True)
 
 
 __all__ = ["StatusHook"]
