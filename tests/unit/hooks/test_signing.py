@@ -91,3 +91,22 @@ def test_shell_recipe_from_docstring_agrees(tmp_path) -> None:
              "SECRET": SECRET, "PATH": "/usr/bin:/bin"},
     )
     assert out.stdout.strip() == "valid", out.stderr
+
+
+def test_python_recipe_from_docstring_agrees() -> None:
+    import textwrap
+    import time
+
+    import engine.hooks.signing as module
+
+    doc = module.__doc__ or ""
+    start = doc.index("    import hashlib")
+    end = doc.index("Verifying in a shell")
+    namespace: dict[str, object] = {}
+    exec(textwrap.dedent(doc[start:end]), namespace)  # the documented receiver code
+    recipe = namespace["verify"]
+    now = int(time.time())
+    headers = signature_headers(SECRET, now, BODY)
+    assert recipe(SECRET, headers, BODY)  # type: ignore[operator]
+    assert not recipe(SECRET, headers, BODY + b"x")  # type: ignore[operator]
+    assert not recipe(SECRET, signature_headers(SECRET, now - 301, BODY), BODY)  # type: ignore[operator]
