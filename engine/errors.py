@@ -88,7 +88,8 @@ class HookError(TransportError):
 
     def __init__(self, message: str, *, status: int | None = None, kind: str = "error"):
         self.status = status
-        # kind: "timeout" | "connect" | "status" | "json" | "schema" | "error"
+        # kind: "timeout" | "connect" | "status" | "json" | "schema" | "url" | "too_large"
+        #       | "payload" | "closed" | "error"
         self.kind = kind
         super().__init__(message)
 

@@ -299,7 +299,8 @@ class StateStore(Protocol):
         ...
 
     async def get_binding(self, *, domain: str, user: str) -> tuple[Binding, int] | None:
-        """The binding and its remaining TTL in seconds, or None."""
+        """The binding and its remaining TTL in seconds (-1: the key has no expiry, e.g.
+        written by another tool), or None."""
         ...
 
     async def remove_binding(self, *, domain: str, user: str) -> bool: ...
@@ -310,6 +311,8 @@ class StateStore(Protocol):
 
     async def save_call(self, *, domain: str, call_id: str, fields: Mapping[str, str],
                         ttl: int) -> None: ...
+
+    async def get_call(self, *, domain: str, call_id: str) -> Mapping[str, str] | None: ...
 
     async def remove_call(self, *, domain: str, call_id: str) -> None: ...
 
@@ -333,6 +336,7 @@ class HookReply:
     status: int
     body: bytes
     json: Any = None  # parsed JSON when the body was JSON, else None
+    is_json: bool = False  # tells a JSON null apart from a body that was not JSON
 
 
 @runtime_checkable
