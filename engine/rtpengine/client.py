@@ -71,7 +71,7 @@ class _Instance(asyncio.DatagramProtocol):
                                      name=f"rtpengine {self.name}")
         self.transport: asyncio.DatagramTransport | None = None
         self.state = UNKNOWN
-        self.since = clock.monotonic()
+        self.since = 0.0  # set at the first state change (no loop needed to construct)
         self.calls = 0
         self.last_error: str | None = None
         self.last_probe = float("-inf")
@@ -193,9 +193,7 @@ class RtpEngineClient:
         tasks = [t for t in (self._health, *self._tasks) if t is not None]
         for task in tasks:
             task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await asyncio.gather(*tasks, return_exceptions=True)
         for inst in self._instances:
             inst.correlator.fail_all(lambda tx: MediaUnavailable("rtpengine client closed"))
             if inst.transport is not None:

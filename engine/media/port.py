@@ -1,0 +1,159 @@
+"""``RtpEngineMedia``: the MediaPort the call flows use (engine.ports.MediaPort).
+
+Built from settings with :meth:`RtpEngineMedia.from_settings`, started with
+``await media.start()`` (opens the ng sockets, pings the instances) and
+closed with ``await media.close()``. What each method sends is built by the
+pure :mod:`engine.media.commands` and :mod:`engine.media.codecs`; this class
+adds the I/O (ng client, media fetch) and the error semantics:
+
+* every failure is an ``engine.errors.MediaError`` subclass (typed: see
+  :mod:`engine.rtpengine.errors` and :mod:`engine.media.errors`);
+* ``delete`` is idempotent: an unknown call (never created, already deleted,
+  lost in a daemon restart) is success; only "could not reach RTPEngine"
+  raises;
+* ``play_media`` accepts a media URL as ``file`` and resolves it first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from engine.log import get_logger
+from engine.media import commands
+from engine.media.codecs import codec_options
+from engine.media.fetch import MediaFetcher
+from engine.media.files import MediaResolver, is_file_url, is_http_url
+from engine.ports import MediaAnswer
+from engine.rtpengine.client import InstanceStatus, RtpEngineClient
+from engine.rtpengine.errors import NgSdpError, NgUnknownCall
+
+log = get_logger(__name__)
+
+
+def _sdp_bytes(reply: Mapping[str, Any], command: str) -> bytes:
+    sdp = reply.get("sdp")
+    if not isinstance(sdp, str) or not sdp:
+        raise NgSdpError(command, "reply carries no SDP", reply)
+    return sdp.encode("utf-8", "surrogateescape")
+
+
+class RtpEngineMedia:
+    """MediaPort over RTPEngine's ng protocol."""
+
+    def __init__(self, client: RtpEngineClient, resolver: MediaResolver, *,
+                 default_codecs: Sequence[str] = ("PCMU",)):
+        self.client = client
+        self.resolver = resolver
+        self.default_codecs = tuple(default_codecs)
+
+    @classmethod
+    def from_settings(cls, settings: Any, *, client: RtpEngineClient | None = None,
+                      fetcher: MediaFetcher | None = None) -> RtpEngineMedia:
+        """Wire the ng client (``RTPENGINE_HOST``) and media resolver (``MEDIA_*``)."""
+        return cls(client or RtpEngineClient.from_settings(settings),
+                   MediaResolver(settings.media_path,
+                                 fetcher or MediaFetcher.from_settings(settings)),
+                   default_codecs=settings.default_codecs)
+
+    async def start(self) -> None:
+        await self.client.start()
+
+    async def close(self) -> None:
+        try:
+            await self.client.close()
+        finally:
+            await self.resolver.close()
+
+    def statuses(self) -> list[InstanceStatus]:
+        """Health of every RTPEngine instance (for the HTTP API / CLI)."""
+        return self.client.statuses()
+
+    # ------------------------------------------------------------------ offer / answer
+
+    async def offer(
+        self, *, call_id: str, from_tag: str, sdp: bytes, source_codecs: Sequence[str] = (),
+        dest_codecs: Sequence[str] = (), branch: str | None = None,
+        received_from: str | None = None,
+    ) -> MediaAnswer:
+        """Offer the caller's SDP; returns the SDP to send to the callee.
+
+        With neither codec list the offer carries no codec options (the session
+        build offer, spec §6.2). With either, the B-leg policy of spec §7.3
+        applies and a missing list falls back to DEFAULT_CODECS (D-6). Give each
+        fork its own ``branch`` (and the same one to :meth:`answer`) so forks do
+        not overwrite each other's codec policy (D-34).
+        """
+        codec = None
+        if source_codecs or dest_codecs:
+            codec = codec_options(source_codecs, dest_codecs, offer_sdp=sdp,
+                                  default=self.default_codecs)
+        body = commands.offer_body(call_id=call_id, from_tag=from_tag, sdp=sdp, codec=codec,
+                                   branch=branch, received_from=received_from)
+        reply = await self.client.command(body)
+        return MediaAnswer(_sdp_bytes(reply, "offer"), reply)
+
+    async def answer(
+        self, *, call_id: str, from_tag: str, to_tag: str, sdp: bytes,
+        branch: str | None = None, received_from: str | None = None,
+    ) -> MediaAnswer:
+        """Answer with the callee's SDP; returns the SDP to send to the caller.
+
+        ``from_tag`` stays the caller's tag; ``to_tag`` is the callee's.
+        """
+        body = commands.answer_body(call_id=call_id, from_tag=from_tag, to_tag=to_tag, sdp=sdp,
+                                    branch=branch, received_from=received_from)
+        reply = await self.client.command(body)
+        return MediaAnswer(_sdp_bytes(reply, "answer"), reply)
+
+    # ------------------------------------------------------------------ teardown / query
+
+    async def delete(self, *, call_id: str, from_tag: str | None = None) -> None:
+        """Remove the call from RTPEngine. Unknown calls are fine (idempotent)."""
+        try:
+            await self.client.command(commands.delete_body(call_id=call_id, from_tag=from_tag))
+        except NgUnknownCall:  # the daemon answers a warning, or this error with "fatal"
+            self.client.forget(call_id)
+            log.debug("rtpengine delete: call already gone", call_id=call_id)
+
+    async def query(self, *, call_id: str) -> Mapping[str, Any]:
+        return await self.client.command(commands.query_body(call_id=call_id))
+
+    # ------------------------------------------------------------------ media
+
+    async def play_media(
+        self, *, call_id: str, from_tag: str, file: str | None = None,
+        blob: bytes | None = None, repeat: int | None = None,
+    ) -> int | None:
+        """Play to the party ``from_tag`` (use the callee's tag to reach the callee).
+
+        ``file`` is an absolute path or a media URL (``file:``/``http(s):``, then
+        resolved first). Returns one pass's duration in ms when RTPEngine reports it.
+        """
+        if file is not None and (is_file_url(file) or is_http_url(file)):
+            file = await self.resolve(file)
+        body = commands.play_media_body(call_id=call_id, from_tag=from_tag, file=file,
+                                        blob=blob, repeat=repeat)
+        reply = await self.client.command(body)
+        duration = reply.get("duration")
+        return duration if isinstance(duration, int) else None
+
+    async def stop_media(self, *, call_id: str, from_tag: str) -> None:
+        await self.client.command(commands.stop_media_body(call_id=call_id, from_tag=from_tag))
+
+    async def play_dtmf(
+        self, *, call_id: str, from_tag: str, code: str, duration: int = 250
+    ) -> None:
+        """Inject a DTMF event *from* the party ``from_tag`` towards the other party.
+
+        Needs ``inject-DTMF`` on offer and answer (always sent) and RTP flowing
+        from that party at the time; otherwise RTPEngine answers ok and sends nothing.
+        """
+        await self.client.command(commands.play_dtmf_body(
+            call_id=call_id, from_tag=from_tag, code=code, duration=duration))
+
+    async def resolve(self, url: str) -> str:
+        return await self.resolver.resolve(url)
+
+
+__all__ = ["RtpEngineMedia"]
