@@ -56,6 +56,7 @@ class MediaCache:
 
     def temp_path(self, suffix: str = "") -> Path:
         """A fresh, empty file in the cache folder (same filesystem: rename is atomic)."""
+        self.directory.mkdir(parents=True, exist_ok=True, mode=0o755)  # may have been cleaned
         fd, name = tempfile.mkstemp(prefix=_TEMP_PREFIX, suffix=suffix, dir=self.directory)
         os.close(fd)
         return Path(name)

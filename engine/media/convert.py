@@ -88,9 +88,12 @@ async def normalise(src: Path, dst: Path, *, timeout: float) -> None:
     if fmt is None:
         raise MediaConvertError(f"not a supported audio format (starts with {head[:8]!r})")
     argv = converter_argv(src, dst, fmt)
-    proc = await asyncio.create_subprocess_exec(
-        *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE)
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE)
+    except OSError as exc:
+        raise MediaConvertError(f"cannot run {argv[0]}: {exc}") from exc
     try:
         async with asyncio.timeout(timeout):
             _, stderr = await proc.communicate()

@@ -181,6 +181,13 @@ class MediaFetcher:
             task.exception()  # retrieved here: every waiter may have gone away
 
     async def _fetch(self, url: str) -> Path:
+        try:
+            return await self._fetch_into_cache(url)
+        except OSError as exc:  # the cache folder: full disk, permissions, removed
+            raise MediaFetchError(f"media cache {self.cache.directory}: {exc}",
+                                  url=safe_url(url)) from exc
+
+    async def _fetch_into_cache(self, url: str) -> Path:
         started = time.monotonic()
         raw = self.cache.temp_path(".download")
         wav = self.cache.temp_path(".wav")

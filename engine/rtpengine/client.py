@@ -146,7 +146,8 @@ class RtpEngineClient:
         self._calls: OrderedDict[str, _Instance] = OrderedDict()
         self._max_calls = max_calls
         self._health: asyncio.Task[None] | None = None
-        self._started: asyncio.Future[None] | None = None
+        self._start_lock = asyncio.Lock()
+        self._opened = False
         self._closed = False
         self._tasks: set[asyncio.Task[Any]] = set()
 
@@ -160,17 +161,12 @@ class RtpEngineClient:
         """Open one socket per instance and learn which instances are up."""
         if self._closed:
             raise MediaUnavailable("rtpengine client is closed")
-        if self._started is None:
-            self._started = asyncio.get_running_loop().create_future()
-            try:
+        if self._opened:
+            return
+        async with self._start_lock:  # concurrent first commands open the sockets once
+            if not self._opened and not self._closed:
                 await self._open()
-            except BaseException as exc:
-                self._started.set_exception(exc)
-                self._started.exception()  # retrieved: callers see it via await below
-                self._started = None
-                raise
-            self._started.set_result(None)
-        await self._started
+                self._opened = True
 
     async def _open(self) -> None:
         loop = asyncio.get_running_loop()

@@ -270,3 +270,17 @@ async def _until(check: Callable[[], bool], timeout: float = 5.0) -> None:
     while not check():
         assert time.monotonic() < deadline, "condition not reached"
         await asyncio.sleep(0.05)
+
+
+async def test_concurrent_first_commands_open_once() -> None:
+    peer, port = await scripted(drop=0)
+    client = RtpEngineClient([("127.0.0.1", port)], policy=FAST, ping_interval=60)
+    try:
+        replies = await asyncio.gather(*(client.command({"command": "ping"}) for _ in range(10)))
+        assert replies == [{"result": "pong"}] * 10
+        assert len(peer.seen) == 11  # one start-up ping, ten commands
+        assert len(set(peer.seen)) == 11  # every command had its own cookie
+    finally:
+        await client.close()
+        assert peer.transport is not None
+        peer.transport.close()

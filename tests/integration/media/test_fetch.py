@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
 import wave
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -225,3 +226,14 @@ async def test_resolver_via_settings(media_http: MediaServer, tmp_path: Path) ->
             await resolver.resolve("file:..%2f..%2fetc%2fpasswd")
     finally:
         await resolver.close()
+
+
+async def test_cache_folder_removed_while_running(media_http: MediaServer,
+                                                  make_fetcher: Callable[..., MediaFetcher]
+                                                  ) -> None:
+    fetcher = make_fetcher()
+    first = await fetcher.fetch(media_http.url("/tone.wav"))
+    shutil.rmtree(fetcher.cache.directory)  # e.g. a tmp cleaner
+    again = await fetcher.fetch(media_http.url("/tone.wav"))
+    assert again == first and again.is_file()
+    assert media_http.hits["/tone.wav"] == 2
