@@ -241,11 +241,16 @@ class MediaPort(Protocol):
     async def offer(
         self, *, call_id: str, from_tag: str, sdp: bytes, source_codecs: Sequence[str] = (),
         dest_codecs: Sequence[str] = (), branch: str | None = None,
-    ) -> MediaAnswer: ...
+        received_from: str | None = None,
+    ) -> MediaAnswer:
+        """``branch`` keeps each forked B leg's ports and codec policy apart (RTPEngine
+        ``via-branch``; the answer must carry the same branch). ``received_from`` is the SIP
+        source IP, used when the SDP carries a private address (NAT)."""
+        ...
 
     async def answer(
         self, *, call_id: str, from_tag: str, to_tag: str, sdp: bytes,
-        branch: str | None = None,
+        branch: str | None = None, received_from: str | None = None,
     ) -> MediaAnswer: ...
 
     async def delete(self, *, call_id: str, from_tag: str | None = None) -> None: ...
