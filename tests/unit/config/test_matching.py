@@ -286,3 +286,8 @@ def test_network_table_first_item_wins() -> None:
         assert table.find(address) == expected, address
     assert table.find(ipaddress.ip_address("10.9.9.9")) == "a"
     assert table.find(None) is None
+    # order decides, not the longest prefix; duplicates keep the first item
+    table = NetworkTable([([parse_network("10.1.0.0/16")], "b"),
+                          ([parse_network("10.0.0.0/8")], "a"),
+                          ([parse_network("10.1.0.0/16")], "c")])
+    assert (table.find("10.1.2.3"), table.find("10.2.0.1")) == ("b", "a")
