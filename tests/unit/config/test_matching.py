@@ -5,6 +5,8 @@ from __future__ import annotations
 import ipaddress
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from engine.config.matching import (
     Dialplan,
@@ -291,3 +293,29 @@ def test_network_table_first_item_wins() -> None:
                           ([parse_network("10.0.0.0/8")], "a"),
                           ([parse_network("10.1.0.0/16")], "c")])
     assert (table.find("10.1.2.3"), table.find("10.2.0.1")) == ("b", "a")
+
+
+# --------------------------------------------------------------------------- properties
+
+PATTERN_CHARS = st.text(alphabet="01239*?[]{},.!^-\\/+@()#:ab", max_size=16)
+
+
+@given(PATTERN_CHARS, st.text(alphabet="0123ab./", max_size=8))
+def test_any_pattern_compiles_or_is_refused_cleanly(pattern: str, subject: str) -> None:
+    try:
+        glob = compile_glob(pattern)
+    except PatternError as exc:
+        assert exc.code in ("CONFIG_PATTERN", "CONFIG_EXTGLOB")
+        return
+    assert glob.match(subject) in (True, False)
+
+
+@given(st.text(alphabet="0123456789abcXYZ+@#_-", min_size=1, max_size=12),
+       st.text(alphabet="0123456789abc", max_size=12))
+def test_plain_patterns_match_only_themselves(pattern: str, other: str) -> None:
+    glob = compile_glob(pattern)
+    if pattern.startswith("#"):
+        assert not glob.match(pattern)
+    else:
+        assert glob.literal == pattern and glob.match(pattern)
+        assert glob.match(other) is (other == pattern)

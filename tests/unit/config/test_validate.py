@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from engine.config.json_source import read_config_file
 from engine.config.jsonpos import JsonSyntaxError, loads_located, render_path
@@ -290,3 +292,21 @@ def test_render_path() -> None:
     assert render_path(("domains", "pbx.example", "trunks", 0, "id")) == \
         "$.domains['pbx.example'].trunks[0].id"
     assert render_path(("k", "it's")) == "$.k['it\\'s']"
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=5), inner,
+                                                                  max_size=4),
+    max_leaves=20,
+)
+
+
+@given(JSON_VALUES, st.sampled_from([None, 0, 2]), st.booleans())
+def test_jsonpos_agrees_with_the_json_module(value: Any, indent: int | None,
+                                             ascii_only: bool) -> None:
+    text = json.dumps(value, indent=indent, ensure_ascii=ascii_only)
+    doc = loads_located(text)
+    assert doc.value == json.loads(text)
+    assert doc.where(()) == (1, 1)
