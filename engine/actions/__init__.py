@@ -1,15 +1,17 @@
 """Built-in actions, guards and delays, grouped by port (one module per namespace).
 
 Importing this package registers everything into ``engine.fsm.REGISTRY``; the
-module name is the namespace (``engine/actions/sip.py`` → ``sip.reply``).
+module name is the namespace (``engine/actions/sip.py`` → ``sip.reply``). The
+dispatcher is imported too: it declares the events it delivers (``inputs:``).
 """
 
 from importlib import import_module
 
-_MODULES = ("log", "timer")
+_MODULES = ("log", "timer", "sip", "config", "auth", "hooks", "reg", "store")
 
 
 def load_all() -> None:
+    import_module("engine.dispatch")
     for name in _MODULES:
         import_module(f"engine.actions.{name}")
 

@@ -30,7 +30,10 @@ class CallRef:
     def label(self) -> str:
         text = self.name
         if self.params:
-            inner = ", ".join(f"{k}={v}" for k, v in self.params.items())
+            # values only: "sip.reply(404, Not Found, unknown domain)" reads well on an edge
+            inner = ", ".join(str(v) for v in self.params.values())
+            if len(inner) > 48:
+                inner = inner[:47] + "…"
             text += f"({inner})"
         return ("!" + text) if self.negate else text
 

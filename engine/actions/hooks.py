@@ -1,0 +1,93 @@
+"""``hooks.*``: call the webhooks that decide (RegHook now; CallHook in the call flows).
+
+A hook's answer becomes one event per kind of outcome, so the machine file,
+not this code, says which SIP status each outcome gets.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from engine.actions._request import domain, requested_expires, valid_credentials
+from engine.actions.sip import send_reply
+from engine.fsm import Outcome, action, guard
+from engine.hooks.payloads import reghook_body
+from engine.hooks.reghook import Denied, Granted, HookFailed
+from engine.sip.builders import REASON_PHRASES, reason_phrase
+
+REGHOOK_OUTCOMES = ("hook.granted", "hook.denied", "hook.http_error", "hook.timeout",
+                    "hook.unreachable", "hook.invalid_reply")
+
+_FAILURE_EVENTS = {
+    "status": "hook.http_error",
+    "timeout": "hook.timeout",
+    "connect": "hook.unreachable",
+    "closed": "hook.unreachable",
+}
+
+
+def reghook_request(ctx: Any) -> dict[str, Any]:
+    """The RegHook body (spec §2.2) with the fixes: realm = domain, expires = requested."""
+    req = ctx.vars.req
+    creds = valid_credentials(ctx)
+    expires = requested_expires(ctx) if req.method == "REGISTER" else None
+    return reghook_body(
+        source_address=req.source.host, source_port=req.source.port, method=req.method,
+        expires=expires, realm=domain(ctx), username=creds.username, nonce=creds.nonce,
+        uri=creds.uri, response=creds.response, algorithm=creds.algorithm, qop=creds.qop,
+        nc=creds.nc, cnonce=creds.cnonce, opaque=creds.opaque,
+    )
+
+
+@action(emits=REGHOOK_OUTCOMES, outcomes=REGHOOK_OUTCOMES)
+async def reghook(ctx: Any, p: Any) -> None:
+    """POST the digest data to the client's RegHook; the reply becomes hook.granted,
+    hook.denied, hook.http_error, hook.timeout, hook.unreachable or hook.invalid_reply."""
+    url = ctx.vars.client_match.url
+    body = reghook_request(ctx)
+    caller = ctx.services.reghook
+
+    async def call() -> Outcome:
+        result = await caller.call(url, body)
+        ctx.vars.hook_result = result
+        if isinstance(result, Granted):
+            ctx.vars.grant = result
+            return Outcome("hook.granted")
+        if isinstance(result, Denied):
+            return Outcome("hook.denied")
+        assert isinstance(result, HookFailed)
+        return Outcome(_FAILURE_EVENTS.get(result.kind, "hook.invalid_reply"),
+                       {"kind": result.kind, "status": result.status})
+
+    ctx.start(call(), done="hook.granted", error="hook.invalid_reply")
+
+
+@guard()
+def blacklisted(ctx: Any, p: Any) -> bool:
+    """The RegHook denied with ``blacklist: true``."""
+    result = getattr(ctx.vars, "hook_result", None)
+    return isinstance(result, Denied) and result.blacklist
+
+
+def _sip_status(ctx: Any) -> int | None:
+    status = ctx.event.get("status")
+    ok = isinstance(status, int) and 400 <= status <= 699 and status in REASON_PHRASES
+    return status if ok else None
+
+
+@guard()
+def status_is_sip(ctx: Any, p: Any) -> bool:
+    """The hook's HTTP error status is also a defined SIP failure status (e.g. 404, 503;
+    not 418)."""
+    return _sip_status(ctx) is not None
+
+
+@action()
+async def relay_status(ctx: Any, p: Any) -> None:
+    """Answer with the hook's HTTP status as the SIP status (compatible with the original)."""
+    status = _sip_status(ctx) or 500
+    if status == 401:
+        # a 401 without a challenge would confuse every phone; it is a refusal
+        status = 403
+    await send_reply(ctx, status, reason_phrase(status),
+                     why=f"RegHook answered HTTP {ctx.event.get('status')}")
