@@ -125,6 +125,13 @@ class IncomingRequest(SipMessageView, Protocol):
     """A request received from the network (out of dialog, or in-dialog via ``Dialog.on``)."""
 
     @property
+    def message(self) -> Any:
+        """The parsed ``engine.sip.message.SipRequest`` (From/To/Contact/URI accessors).
+        The stack has already checked that its Request-URI, From, To, Call-ID, CSeq and
+        Via parse (a request where they don't is answered 400 before any handler)."""
+        ...
+
+    @property
     def method(self) -> str: ...
 
     @property
