@@ -51,6 +51,34 @@ class Component:
         return {}
 
 
+class ConfigComponent(Component):
+    """The configuration data source (json, api or pg); first in the start order."""
+
+    name = "config"
+
+    def __init__(self, settings: Settings):
+        from engine.config.factory import make_source
+
+        self.source = make_source(settings)
+
+    async def start(self) -> None:
+        await self.source.start()
+
+    async def reload(self) -> None:
+        try:
+            await self.source.reload()
+        except ConfigError as exc:
+            log.error("configuration reload refused; the previous configuration stays",
+                      error=str(exc))
+
+    async def stop(self) -> None:
+        await self.source.close()
+
+    def summary(self) -> dict[str, Any]:
+        return {"config": self.source.description,
+                "domains": self.source.list_domains()}
+
+
 class MachinesComponent(Component):
     """Loads and validates every machine; SIGHUP swaps in new versions."""
 
@@ -154,7 +182,7 @@ ComponentFactory = Callable[[Settings], list[Component]]
 
 def build_components(settings: Settings) -> list[Component]:
     """Every component in dependency order, wired from settings."""
-    return [MachinesComponent(settings)]
+    return [ConfigComponent(settings), MachinesComponent(settings)]
 
 
 def run_daemon(factory: ComponentFactory = build_components) -> int:

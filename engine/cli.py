@@ -7,6 +7,7 @@ Each sub-command's ``--help`` says what it does. Exit codes: 0 ok, 1 findings
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import sys
 from collections.abc import Sequence
@@ -17,7 +18,7 @@ from engine import __version__
 from engine.errors import ConfigError, DefinitionError
 
 # Sub-commands that live with their component: each module has register(subparsers).
-_EXTENSION_MODULES: tuple[str, ...] = ()
+_EXTENSION_MODULES: tuple[str, ...] = ("engine.config.cli",)
 
 
 # --------------------------------------------------------------------------- validate
@@ -238,6 +239,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
+        if "settings" in inspect.signature(args.func).parameters:
+            # component commands (config, db) act on the configured services
+            from engine.settings import load_settings
+
+            return int(args.func(args, load_settings()) or 0)
         return int(args.func(args) or 0)
     except (ConfigError, DefinitionError) as exc:
         print(exc, file=sys.stderr)
