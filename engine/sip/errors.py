@@ -9,7 +9,7 @@ Via could not be recovered).
 
 from __future__ import annotations
 
-from engine.errors import ProtocolError
+from engine.errors import EngineError, ProtocolError
 
 # The headers a 400 must echo (RFC 3261 §8.2.6.2); kept in the error so the
 # transport can answer without re-parsing the broken message.
@@ -62,3 +62,9 @@ class SipParseError(ProtocolError):
 def _key(name: str) -> str:
     n = name.strip().lower()
     return "via" if n == "v" else n
+
+
+class TransactionStateError(EngineError):
+    """The transaction user asked for something the transaction's state forbids
+    (a second final response, a response to an unknown or finished transaction,
+    CANCEL of a non-INVITE). A programming/race error, never a peer's fault."""

@@ -180,6 +180,11 @@ class SipMessage:
             self.headers[pos[0]] = (hname, ", ".join([value, *rest]))
         self._changed(key)
 
+    def replace_top_via(self, via: Via) -> None:
+        """Write back a modified top Via (``received``/``rport``), keeping it cached."""
+        self.set_top_value("Via", str(via))
+        self._cache["via0"] = via
+
     def pop_top_value(self, name: str) -> str | None:
         """Remove and return the first element of a list header (e.g. a Route we own)."""
         key = header_key(name)
