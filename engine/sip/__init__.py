@@ -50,7 +50,8 @@ from engine.sip.effects import (
 from engine.sip.endpoint import EndpointCore
 from engine.sip.errors import SipParseError, TransactionStateError
 from engine.sip.framer import FramedMessage, FramingError, KeepAlive, StreamFramer
-from engine.sip.message import SipMessage, SipRequest, SipResponse, parse_message
+from engine.sip.message import SipMessage, SipRequest, SipResponse
+from engine.sip.parser import parse_message
 from engine.sip.uri import NameAddr, SipUri, parse_name_addr, parse_uri
 
 __all__ = [

@@ -168,21 +168,35 @@ def make_response(
     positions.sort()
     src = request.headers
     hdrs: list[tuple[str, str]] = []
+    # Build the response's index as we go: serialising it then needs no rescan.
+    rindex: dict[str, list[int]] = {}
     for i in positions:
         name, value = src[i]
         key = header_key(name)
+        _index_add(rindex, key, len(hdrs))
         if key == "to":
             hdrs.append(("To", f"{value};tag={to_tag}" if add_tag else value))
         else:
             hdrs.append((_CANON_COPIED[key], value))
     for name, value in extra:
+        _index_add(rindex, header_key(name), len(hdrs))
         hdrs.append((name, _safe(str(value), name)))
     if content_type is not None:
+        _index_add(rindex, "content-type", len(hdrs))
         hdrs.append(("Content-Type", _safe(content_type, "Content-Type")))
     resp = SipResponse(status, _safe(reason if reason is not None else reason_phrase(status),
                                      "reason phrase"), (), body)
     resp.headers = hdrs
+    resp._index = rindex
     return resp
+
+
+def _index_add(index: dict[str, list[int]], key: str, pos: int) -> None:
+    lst = index.get(key)
+    if lst is None:
+        index[key] = [pos]
+    else:
+        lst.append(pos)
 
 
 def error_response_bytes(context: list[tuple[str, str]], status: int, reason: str,

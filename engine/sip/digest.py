@@ -101,9 +101,10 @@ def _is_digest(value: str) -> bool:
     return v[:6].lower() == "digest" and v[6:7] in (" ", "\t")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class DigestCredentials:
-    """A parsed ``Authorization``/``Proxy-Authorization`` header."""
+    """A parsed ``Authorization``/``Proxy-Authorization`` header (built once per
+    REGISTER, hence not frozen: that would cost more than the parse itself)."""
 
     username: str
     realm: str
@@ -337,7 +338,11 @@ class DigestAuthenticator:
             return DigestOutcome.BAD_NONCE
         body_txt, mac_txt = nonce.split(".")
         body = _unb64(body_txt)
-        if not hmac.compare_digest(_unb64(mac_txt), self._mac(body, realm)):
+        # Compare the canonical text, not decoded bytes: base64's last character
+        # carries spare bits, so several strings decode to the same bytes and
+        # nonce-keyed state (nc counting) must see one spelling only.
+        if body_txt != _b64(body) or not hmac.compare_digest(
+                mac_txt.encode(), _b64(self._mac(body, realm)).encode()):
             return DigestOutcome.BAD_NONCE
         issued = struct.unpack(">Q", body[:8])[0]
         now = self._clock()

@@ -49,7 +49,8 @@ from engine.sip.effects import (
 )
 from engine.sip.errors import SipParseError, TransactionStateError
 from engine.sip.headers import Via
-from engine.sip.message import SipRequest, SipResponse, is_keepalive, parse_message
+from engine.sip.message import SipRequest, SipResponse
+from engine.sip.parser import is_keepalive, parse_message
 from engine.sip.transaction import (
     ACCEPTED,
     CALLING,
@@ -218,9 +219,10 @@ class EndpointCore:
         if method == "ACK":
             self._ack_for_2xx(req, source, flow, None, out)
             return out
-        # A new request: check what the TU will rely on, once.
-        req.from_tag  # noqa: B018
-        req.to_tag  # noqa: B018
+        # A new request: check what the TU relies on (ports.IncomingRequest.message:
+        # Request-URI, From, To, Call-ID, CSeq and Via parse), once; cached after.
+        req.from_.uri  # noqa: B018
+        req.to.uri  # noqa: B018
         if req.request_uri.scheme not in _URI_SCHEMES:
             return self._stateless(req, 416, source, flow)
         if len(self._server) >= self.max_server_transactions:
@@ -361,6 +363,8 @@ class EndpointCore:
     def _respond(self, tx: ServerTransaction, status: int, reason: str | None,
                  headers: HeaderItems, body: bytes, content_type: str | None,
                  to_tag: str | None, out: list[Effect]) -> SipResponse:
+        if tx.request is None:
+            raise TransactionStateError(f"transaction {tx.id} already answered")
         tag = None
         if status != 100:
             tag = to_tag or tx.local_tag
@@ -379,6 +383,7 @@ class EndpointCore:
         tx.send_response(resp, resp.to_bytes(), self, out)
         if tx.state == ACCEPTED and tx.ack_key is None:
             req = tx.request
+            assert req is not None
             tx.ack_key = (req.call_id, req.from_tag or "", resp.to_tag or "", req.cseq.seq)
             self._acks_2xx[tx.ack_key] = tx
 
@@ -435,6 +440,7 @@ class EndpointCore:
         return out
 
     def _send_cancel(self, tx: ClientTransaction, out: list[Effect]) -> None:
+        assert tx.request is not None
         cancel = make_cancel(tx.request, tx.cancel_headers)
         key = (cancel.top_via.branch, "CANCEL")
         ctx = ClientTransaction(next(self._tx_ids), key, cancel, cancel.to_bytes(), tx.dest,

@@ -14,13 +14,8 @@ import re
 from dataclasses import dataclass
 
 from engine.sip.errors import SipParseError
-from engine.sip.message import (
-    MAX_MESSAGE_SIZE,
-    SipRequest,
-    SipResponse,
-    parse_message,
-    salvage_context,
-)
+from engine.sip.message import SipRequest, SipResponse
+from engine.sip.parser import MAX_MESSAGE_SIZE, parse_message, salvage_context
 
 _CL_RE = re.compile(rb"\n(?:content-length|l)[ \t]*:[ \t]*([^\r\n]*?)[ \t]*\r?(?=\n)",
                     re.IGNORECASE)

@@ -60,7 +60,10 @@ class Transaction:
     def __init__(self, tx_id: int, key: Hashable, request: SipRequest, reliable: bool):
         self.id = tx_id
         self.key = key
-        self.request = request
+        # None once a non-INVITE server transaction has answered: it then only
+        # re-sends bytes, and holding 32 s of parsed requests (timer J) would
+        # cost memory and garbage-collector time at thousands of REGISTER/s.
+        self.request: SipRequest | None = request
         self.is_invite = request.method == "INVITE"
         self.reliable = reliable
         self.state = ""
@@ -164,13 +167,15 @@ class ServerTransaction(Transaction):
         self.state = COMPLETED
         self._remember(response, data)
         self._send(out)
+        self.request = None
         if self.reliable:
             host.terminate(self, out)
         else:
             host.start_timer(self, "J", host.cfg.timeout, out)
 
     def _remember(self, response: SipResponse, data: bytes) -> None:
-        self.last_response = response
+        if self.is_invite:  # needed for AckTimeout; non-INVITE keeps only the bytes
+            self.last_response = response
         self.last_data = data
 
     def on_timer(self, name: str, host: TimerHost, out: list[Effect]) -> None:
@@ -180,10 +185,11 @@ class ServerTransaction(Transaction):
             self.g_interval = min(2 * self.g_interval, cfg.t2)
             host.start_timer(self, name, self.g_interval, out)
         elif name == "H":
+            assert self.request is not None
             out.append(TransactionTimeout(self.id, self.request, "H"))
             host.terminate(self, out)
         elif name == "L":
-            if not self.acked and self.last_response is not None:
+            if not self.acked and self.last_response is not None and self.request is not None:
                 out.append(AckTimeout(self.id, self.request, self.last_response))
             host.terminate(self, out)
         elif name in ("I", "J"):
@@ -266,6 +272,7 @@ class ClientTransaction(Transaction):
                 out.append(ResponseReceived(response, self.id))
                 return ""
             self.state = COMPLETED
+            assert self.request is not None
             self.non2xx_ack = _ack_for_non2xx(self.request, response).to_bytes()
             out.append(Send(self.non2xx_ack, self.dest, self.flow, self.id))
             out.append(ResponseReceived(response, self.id))
@@ -299,7 +306,7 @@ class ClientTransaction(Transaction):
                     2 * self.interval, cfg.t2)
             host.start_timer(self, name, self.interval, out)
         elif name in ("B", "F", "C"):
-            if not self.silent:
+            if not self.silent and self.request is not None:
                 out.append(TransactionTimeout(self.id, self.request,
                                               "cancel" if name == "C" else name))
             host.terminate(self, out)

@@ -9,7 +9,8 @@ from engine.ports import Peer
 from engine.sip.builders import IdGenerator, make_request
 from engine.sip.effects import CancelTimer, Send, StartTimer, TimerConfig, TimerQueue
 from engine.sip.endpoint import EndpointCore
-from engine.sip.message import SipRequest, SipResponse, parse_message
+from engine.sip.message import SipRequest, SipResponse
+from engine.sip.parser import parse_message
 
 US_UDP = ("192.0.2.1", 5060)
 PEER_UDP = Peer("198.51.100.7", 5070, "udp")

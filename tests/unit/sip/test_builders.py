@@ -14,7 +14,8 @@ from engine.sip.builders import (
     reason_phrase,
 )
 from engine.sip.errors import SipParseError
-from engine.sip.message import SipRequest, SipResponse, parse_message
+from engine.sip.message import SipRequest, SipResponse
+from engine.sip.parser import parse_message
 from tests.unit.sip._util import BASIC_INVITE, raw
 
 

@@ -9,7 +9,8 @@ from engine.sip.builders import make_request, make_response
 from engine.sip.dialog import CONFIRMED, EARLY, TERMINATED, DialogTable, SipDialog, next_hop
 from engine.sip.effects import RequestReceived, ResponseReceived
 from engine.sip.errors import SipParseError
-from engine.sip.message import SipRequest, SipResponse, parse_message
+from engine.sip.message import SipRequest, SipResponse
+from engine.sip.parser import parse_message
 from tests.unit.sip._harness import PEER_UDP, Harness, uac_request
 
 

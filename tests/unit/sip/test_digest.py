@@ -20,7 +20,8 @@ from engine.sip.digest import (
     parse_credentials,
 )
 from engine.sip.errors import SipParseError
-from engine.sip.message import SipRequest, parse_message
+from engine.sip.message import SipRequest
+from engine.sip.parser import parse_message
 from tests.unit.sip._util import raw
 
 # ------------------------------------------------------------------ known answers
@@ -192,6 +193,11 @@ async def test_outcomes() -> None:
     assert await v(sipp_credentials(nonce, nc="00000009"), method="INVITE") is \
         DigestOutcome.BAD_RESPONSE
     # forged / foreign nonces
+    for i in (0, 10, len(nonce) - 1):  # any character, including base64 spare bits
+        for c in "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_":
+            forged = nonce[:i] + c + nonce[i + 1:]
+            if forged != nonce:
+                assert auth.check_nonce(forged, "pbx.test") is DigestOutcome.BAD_NONCE
     forged = nonce[:-1] + ("A" if nonce[-1] != "A" else "B")
     assert await v(sipp_credentials(forged)) is DigestOutcome.BAD_NONCE
     assert await v(sipp_credentials("1234567890")) is DigestOutcome.BAD_NONCE

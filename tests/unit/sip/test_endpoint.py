@@ -15,7 +15,8 @@ from engine.sip.effects import (
     StartTimer,
     TimerQueue,
 )
-from engine.sip.message import SipResponse, parse_message
+from engine.sip.message import SipResponse
+from engine.sip.parser import parse_message
 from tests.unit.sip._harness import (
     PEER_TCP,
     PEER_UDP,
@@ -121,6 +122,28 @@ def test_bad_structured_header_in_new_request_answered_400() -> None:
     resp = parse_message(send.data)
     assert resp.status == 400 and "Unterminated" in resp.reason  # type: ignore[union-attr]
     assert h.take_events(RequestReceived) == []
+
+
+@pytest.mark.parametrize("header, value", [
+    ("To", "<sip:bob@exa mple.com>"), ("From", "<sip:alice@host:99999>;tag=1"),
+])
+def test_bad_from_to_uri_answered_400(header: str, value: str) -> None:
+    h = Harness()
+    req = uac_request("INVITE")
+    req.set_header(header, value)
+    h.recv(req)
+    [resp] = h.sent_messages()
+    assert resp.status == 400  # type: ignore[union-attr]
+    assert h.take_events(RequestReceived) == []
+
+
+def test_bad_request_uri_answered_400() -> None:
+    h = Harness()
+    req = uac_request("OPTIONS")
+    req.uri = "sip:bob@192.0.2.1?Route=%3Csip:x%3E"
+    h.recv(req)
+    [resp] = h.sent_messages()
+    assert (resp.status, resp.reason) == (400, "Request-URI must not contain headers")  # type: ignore[union-attr]
 
 
 def test_unusable_via_means_drop() -> None:

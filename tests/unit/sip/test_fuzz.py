@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 
 from engine.sip.errors import SipParseError
 from engine.sip.framer import FramedMessage, FramingError, KeepAlive, StreamFramer
-from engine.sip.message import SipRequest, parse_message
+from engine.sip.message import SipRequest
+from engine.sip.parser import parse_message
 from tests.unit.sip._util import BASIC_INVITE, SIPP_REGISTER, raw
 
 CORPUS = [

@@ -8,7 +8,7 @@ import pytest
 from engine.errors import ProtocolError
 from engine.sip.builders import error_response_bytes
 from engine.sip.errors import SipParseError
-from engine.sip.message import MAX_HEADERS, parse_message
+from engine.sip.parser import MAX_HEADERS, parse_message
 from tests.unit.sip._util import raw
 
 VIA = "Via: SIP/2.0/UDP client.example.com:5060;branch=z9hG4bKbad1"

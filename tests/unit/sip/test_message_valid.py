@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from engine.sip.message import SipRequest, SipResponse, parse_message
+from engine.sip.message import SipRequest, SipResponse
+from engine.sip.parser import parse_message
 from engine.sip.uri import unescape
 from tests.unit.sip._util import BASIC_INVITE, SIPP_REGISTER, raw
 

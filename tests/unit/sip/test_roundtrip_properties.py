@@ -9,7 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engine.sip.headers import Via, header_key, parse_via, quote
-from engine.sip.message import SipRequest, SipResponse, parse_message
+from engine.sip.message import SipRequest, SipResponse
+from engine.sip.parser import parse_message
 from engine.sip.uri import NameAddr, SipUri, parse_name_addr, parse_uri
 
 ALNUM = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"

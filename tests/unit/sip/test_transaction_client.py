@@ -44,7 +44,7 @@ def test_invite_request_gets_our_via_with_rport() -> None:
     h = Harness()
     _, data = start(h)
     sent = SipRequest  # for type narrowing below
-    from engine.sip.message import parse_message
+    from engine.sip.parser import parse_message
 
     req = parse_message(data)
     assert isinstance(req, sent)
@@ -74,7 +74,7 @@ def test_non2xx_final_is_acked_absorbed_and_timer_d() -> None:
     [ev] = h.take_events(ResponseReceived)
     assert ev.response.status == 486
     [(_, ack_send)] = h.take_sent()
-    from engine.sip.message import parse_message
+    from engine.sip.parser import parse_message
 
     inv, ack = parse_message(data), parse_message(ack_send.data)
     assert isinstance(ack, SipRequest) and isinstance(inv, SipRequest)
@@ -151,7 +151,7 @@ def test_cancel_waits_for_a_provisional() -> None:
     h.advance(0.6)  # timer A still runs
     assert len(h.take_sent()) == 1
     h.recv(reply_to(data, 180))
-    from engine.sip.message import parse_message
+    from engine.sip.parser import parse_message
 
     [cancel] = [parse_message(s.data) for _, s in h.take_sent()]
     inv = parse_message(data)

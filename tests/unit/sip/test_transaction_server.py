@@ -13,7 +13,8 @@ from engine.sip.effects import (
     TransactionTimeout,
 )
 from engine.sip.errors import TransactionStateError
-from engine.sip.message import SipRequest, SipResponse, parse_message
+from engine.sip.message import SipRequest, SipResponse
+from engine.sip.parser import parse_message
 from tests.unit.sip._harness import PEER_TCP, PEER_UDP, Harness, uac_request
 
 
