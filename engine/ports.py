@@ -96,6 +96,11 @@ class Dialog(Protocol):
     @property
     def connected(self) -> bool: ...
 
+    async def ack(self, *, sdp: bytes | None = None) -> None:
+        """UAC late offer only: send the ACK (carrying the answer ``sdp``) for the 2xx whose
+        offer the caller has now answered. Other dialogs are ACKed by the stack."""
+        ...
+
     async def bye(self, *, headers: Headers = ()) -> None:
         """Send BYE and wait for its final response (or time-out); never raises on failure."""
         ...
