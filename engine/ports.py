@@ -253,11 +253,13 @@ class MediaPort(Protocol):
     async def offer(
         self, *, call_id: str, from_tag: str, sdp: bytes, source_codecs: Sequence[str] = (),
         dest_codecs: Sequence[str] = (), branch: str | None = None,
-        received_from: str | None = None,
+        received_from: str | None = None, to_tag: str | None = None,
     ) -> MediaAnswer:
-        """``branch`` keeps each forked B leg's ports and codec policy apart (RTPEngine
-        ``via-branch``; the answer must carry the same branch). ``received_from`` is the SIP
-        source IP, used when the SDP carries a private address (NAT)."""
+        """``to_tag`` marks a re-offer inside an established call (a re-INVITE; ``from_tag``
+        is then the sender's tag). ``branch`` keeps each forked B leg's ports and codec
+        policy apart (RTPEngine ``via-branch``; the answer must carry the same branch).
+        ``received_from`` is the SIP source IP, used when the SDP carries a private address
+        (NAT)."""
         ...
 
     async def answer(

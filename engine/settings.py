@@ -337,6 +337,8 @@ VARIABLES: tuple[Variable, ...] = (
              group="new"),
     Variable("CALLHOOK_MAX_RETRIES", "callhook_max_retries", "3", _int(0, 20),
              "CallHook re-fetches for an unresolved call before 604", group="new"),
+    Variable("MAX_CALL_SECS", "max_call_secs", "14400", _int(60),
+             "longest a bridged call may last before the PBX hangs it up", group="new"),
     Variable("NONCE_SECRET", "nonce_secret", "", _opt_str,
              "HMAC key for digest nonces; share it between instances (default: random "
              "per process)", group="new", secret=True),
@@ -409,6 +411,7 @@ class Settings:
     statushook_legacy_names: bool
     dialplan_precedence: str
     callhook_max_retries: int
+    max_call_secs: int
     nonce_secret: str | None
     nonce_ttl: int
     instance_id: str

@@ -112,3 +112,27 @@ async def advance_nonce_count(ctx: Any, p: Any) -> None:
         return Outcome("auth.ok" if fresh else "auth.replay")
 
     ctx.start(advance(), done="auth.ok", error="auth.error")
+
+
+@action(emits=("auth.ok", "auth.stale", "auth.replay", "auth.bad", "auth.error"),
+        outcomes=("auth.ok", "auth.stale", "auth.replay", "auth.bad", "auth.error"))
+async def verify_trunk_password(ctx: Any, p: Any) -> None:
+    """Check the digest response against each auth trunk whose authUser is the username;
+    the first that verifies is the calling trunk."""
+    creds = valid_credentials(ctx)
+    trunks = ctx.vars.auth_trunks
+    realm = domain(ctx)
+    method = ctx.vars.req.method
+    digest = ctx.services.digest
+
+    async def verify() -> Outcome:
+        outcome = DigestOutcome.BAD_RESPONSE
+        for trunk in trunks:
+            outcome = await digest.verify(creds, method=method, realm=realm,
+                                          password=trunk.auth_pass)
+            if outcome is not DigestOutcome.BAD_RESPONSE:
+                ctx.vars.candidate_trunk = trunk
+                break
+        return Outcome(_VERIFY_EVENTS.get(outcome, "auth.bad"), {"outcome": outcome.value})
+
+    ctx.start(verify(), done="auth.ok", error="auth.error")

@@ -6,13 +6,17 @@ not this code, says which SIP status each outcome gets.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from engine.actions._request import domain, requested_expires, valid_credentials
 from engine.actions.sip import send_reply
 from engine.fsm import Outcome, action, guard
-from engine.hooks.payloads import reghook_body
+from engine.hooks.callhook import CallHookFailed
+from engine.hooks.callscript import CallScriptError, callscript_summary, validate_callscript
+from engine.hooks.payloads import callhook_body, reghook_body
 from engine.hooks.reghook import Denied, Granted, HookFailed
+from engine.hooks.templates import CallTemplateError, is_file_callhook
 from engine.sip.builders import REASON_PHRASES, reason_phrase
 
 REGHOOK_OUTCOMES = ("hook.granted", "hook.denied", "hook.http_error", "hook.timeout",
@@ -91,3 +95,73 @@ async def relay_status(ctx: Any, p: Any) -> None:
         status = 403
     await send_reply(ctx, status, reason_phrase(status),
                      why=f"RegHook answered HTTP {ctx.event.get('status')}")
+
+
+# --------------------------------------------------------------------------- CallHook
+
+SCRIPT_OUTCOMES = ("script.ready", "script.unavailable", "script.invalid")
+
+
+def callhook_request(ctx: Any) -> dict[str, Any]:
+    """The CallHook body (spec §5.1): ``source`` for a trunk is only ``{id, name}`` (S-4);
+    the caller's digest credentials are not passed on."""
+    req = ctx.vars.req
+    msg = req.message
+    trunk = getattr(ctx.vars, "trunk", None)
+    headers = [(n, v) for n, v in msg.headers
+               if n.lower() not in ("authorization", "proxy-authorization")]
+    return callhook_body(
+        domain=domain(ctx), from_user=msg.from_.uri.user, to_user=ctx.vars.dialled,
+        call_id=req.call_id, source_address=req.source.host, headers=headers,
+        source="client" if trunk is None else trunk.public_view(),
+        count=getattr(ctx.vars, "count", 0),
+    )
+
+
+@action(emits=SCRIPT_OUTCOMES, outcomes=SCRIPT_OUTCOMES)
+async def callhook(ctx: Any, p: Any) -> None:
+    """Fetch the CallScript: POST the CallHook (bounded by CALLHOOK_TIMEOUT) or render its
+    ``file:`` template, then validate it. Unreachable/non-2xx/timeout/not JSON →
+    ``script.unavailable`` (480); a reply that is not a valid CallScript →
+    ``script.invalid`` (500, D-13)."""
+    url = ctx.vars.route.call_hook
+    body = callhook_request(ctx)
+    services = ctx.services
+
+    async def fetch() -> Outcome:
+        if is_file_callhook(url):
+            try:
+                value = services.templates.render(url, body)
+            except CallTemplateError as exc:
+                return Outcome("script.invalid", {"why": str(exc), "error": exc})
+        else:
+            result = await services.callhook.fetch(url, body)
+            if isinstance(result, CallHookFailed):
+                event = "script.unavailable" if result.sip_status == 480 else "script.invalid"
+                return Outcome(event, {"why": f"CallHook {result.kind}: {result.message}"[:200],
+                                       "error": {"name": "CallHookError",
+                                                 "status": result.status,
+                                                 "message": result.message}})
+            value = result.value
+        try:
+            script = validate_callscript(value)
+        except CallScriptError as exc:
+            return Outcome("script.invalid", {"why": f"invalid CallScript: {exc}"[:200],
+                                              "error": exc})
+        ctx.log.info("callscript", call_id=body["callId"], count=body.get("count"),
+                     script=callscript_summary(script))
+        return Outcome("script.ready", {"script": script})
+
+    ctx.start(fetch(), done="script.unavailable", error="script.invalid")
+
+
+@dataclass(frozen=True)
+class ScriptFailure:
+    status: int
+    reason: str
+
+
+@action(params=ScriptFailure)
+async def reply_script_failure(ctx: Any, p: ScriptFailure) -> None:
+    """Reject the call because no usable CallScript came back; X-Reason names the cause."""
+    await send_reply(ctx, p.status, p.reason, why=ctx.event.get("why") or "CallHook failed")

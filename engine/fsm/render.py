@@ -2,7 +2,8 @@
 
 States are rounded boxes listing their entry actions; the initial state has
 an arrow from a dot, final states a double border, the failure state is red.
-Edges read ``event [guards] / actions``; ``after`` timers are dashed,
+Edges read ``event [guards] / actions`` (internal transitions, which change no
+state, are listed inside their state); ``after`` timers are dashed,
 ``always`` decisions dotted, and machine-wide ``on:`` transitions leave from
 an "any state" node. Given a trace path, visited states and taken edges are
 highlighted — that is how a live call's path is shown.
@@ -59,6 +60,10 @@ def to_graph(defn: MachineDef, *, path: Sequence[str] = ()) -> graphviz.Digraph:
             lines.append(f"entry / {a.label()}")
         for a in state.exit:
             lines.append(f"exit / {a.label()}")
+        # internal transitions (no target) live inside the state, as in UML
+        for t in state.transitions:
+            if t.target is None:
+                lines.append(t.label())
         label = "\\n".join(_wrap(line) for line in lines)
         attrs = {"shape": "box", "style": "rounded"}
         if state.final:
@@ -70,7 +75,9 @@ def to_graph(defn: MachineDef, *, path: Sequence[str] = ()) -> graphviz.Digraph:
         g.node(name, label, **attrs)
     for state in defn.states.values():
         for t in state.transitions:
-            target = t.target or state.name
+            if t.target is None:
+                continue
+            target = t.target
             attrs = _edge_style(t)
             if (state.name, target) in taken:
                 attrs.update(color="darkgreen", penwidth="2.2")

@@ -402,6 +402,7 @@ class Runtime:
         self.live: dict[str, Instance] = {}
         self.trace_ignored = trace_ignored
         self.finished_count = 0
+        self._background: set[asyncio.Task[Any]] = set()
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
@@ -417,6 +418,25 @@ class Runtime:
         compiled.set_state(inst, compiled.initial)
         self.live[inst.id] = inst
         return inst
+
+    def background(self, work: Coroutine[Any, Any, Any], what: str) -> asyncio.Task[Any]:
+        """Run clean-up work that must finish even after its instance has ended (deleting
+        an RTPEngine session, a live-call record); failures are logged, never raised."""
+        task = self.loop.create_task(work)
+        self._background.add(task)
+
+        def done(t: asyncio.Task[Any]) -> None:
+            self._background.discard(t)
+            if not t.cancelled() and t.exception() is not None:
+                _log.warning("background work failed", what=what, error=repr(t.exception()))
+
+        task.add_done_callback(done)
+        return task
+
+    async def wait_background(self, timeout: float = 5.0) -> None:
+        """Let pending clean-up finish (used at shutdown)."""
+        if self._background:
+            await asyncio.wait(list(self._background), timeout=timeout)
 
     def forget(self, inst: Instance) -> None:
         if self.live.pop(inst.id, None) is not None:

@@ -88,10 +88,13 @@ def _media_common(sdp: bytes | str, received_from: str | None) -> dict[str, Any]
 
 def offer_body(*, call_id: str, from_tag: str, sdp: bytes | str,
                codec: Mapping[str, list[str]] | None = None, branch: str | None = None,
-               received_from: str | None = None) -> dict[str, Any]:
+               received_from: str | None = None, to_tag: str | None = None
+               ) -> dict[str, Any]:
     body: dict[str, Any] = {"command": "offer", "call-id": call_id, "from-tag": from_tag,
                             "sdp": _as_bytes(sdp), **_media_common(sdp, received_from),
                             "transport-protocol": "RTP/AVP"}
+    if to_tag:  # a re-offer inside an established call (re-INVITE from either side)
+        body["to-tag"] = to_tag
     if codec:
         body["codec"] = {k: list(v) for k, v in codec.items()}
     if branch:

@@ -74,9 +74,12 @@ class RtpEngineMedia:
     async def offer(
         self, *, call_id: str, from_tag: str, sdp: bytes, source_codecs: Sequence[str] = (),
         dest_codecs: Sequence[str] = (), branch: str | None = None,
-        received_from: str | None = None,
+        received_from: str | None = None, to_tag: str | None = None,
     ) -> MediaAnswer:
         """Offer the caller's SDP; returns the SDP to send to the callee.
+
+        ``to_tag`` marks a re-offer within an established call (a re-INVITE from
+        either side: ``from_tag`` is then the sender's tag, ``to_tag`` the other's).
 
         With neither codec list the offer carries no codec options (the session
         build offer, spec §6.2). With either, the B-leg policy of spec §7.3
@@ -89,7 +92,7 @@ class RtpEngineMedia:
             codec = codec_options(source_codecs, dest_codecs, offer_sdp=sdp,
                                   default=self.default_codecs)
         body = commands.offer_body(call_id=call_id, from_tag=from_tag, sdp=sdp, codec=codec,
-                                   branch=branch, received_from=received_from)
+                                   branch=branch, received_from=received_from, to_tag=to_tag)
         reply = await self.client.command(body)
         return MediaAnswer(_sdp_bytes(reply, "offer"), reply)
 

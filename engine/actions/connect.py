@@ -1,0 +1,289 @@
+"""``connect.*``: the connect verb (machines/verbs/connect.yaml) — resolving
+destinations, starting one call_leg per destination, ringback, relaying ringing
+and early media, bridging the winner, and mid-call relays.
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+from engine.actions._request import domain
+from engine.actions.leg import LegSpec
+from engine.actions.media import media_session, open_early
+from engine.actions.session import attach_caller_dialog, session_vars
+from engine.actions.status import emit
+from engine.fsm import Outcome, action, guard
+from engine.log import get_logger
+from engine.media.codecs import direct_media, leg_codecs
+from engine.ports import Credentials
+
+log = get_logger("engine.connect")
+
+RESOLVE_OUTCOMES = ("connect.resolved", "connect.unresolvable")
+BRIDGE_OUTCOMES = ("connect.bridged", "connect.bridge_failed")
+
+
+def _session(ctx: Any) -> Any:
+    return ctx.vars.session
+
+
+@guard()
+def skip(ctx: Any, p: Any) -> bool:
+    """A previous connect answered the call and this one has no ``reconnect`` (spec §7.2)."""
+    return bool(getattr(session_vars(ctx), "connected_before", False)) and \
+        not ctx.vars.verb.reconnect
+
+
+def _schemed(address: str) -> str:
+    return address if ":" in address.split("@", 1)[0] else f"sip:{address}"
+
+
+async def _resolve_one(ctx: Any, index: int, dest: Any) -> LegSpec:
+    """Destination → LegSpec, or ValueError saying why it cannot be rung."""
+    sv = session_vars(ctx)
+    settings = ctx.services.settings
+    verb = ctx.vars.verb
+    caller = sv.req.message.from_
+    caller_id = verb.caller_id or caller.uri.user or "anonymous"
+    caller_name = verb.caller_name or caller_id
+    common = {"index": index, "timeout": float(dest.timeout), "headers": tuple(dest.headers),
+              "caller_id": caller_id, "caller_name": caller_name}
+    dom = domain(_session(ctx))
+    if dest.type == "client":
+        found = await ctx.services.store.get_binding(domain=dom, user=dest.address)
+        if found is None:
+            raise ValueError(f"client {dest.address} is not registered")
+        binding = found[0]
+        return LegSpec(kind="client", uri=binding.contact, dest_text=binding.contact,
+                       codecs=leg_codecs(binding.codecs, settings.default_codecs),
+                       proxy=binding.proxy or None, flow=binding.flow, **common)
+    if dest.type == "trunk":
+        config = ctx.services.config
+        trunk = (config.get_trunk_by_id(dom, dest.trunk_id) if dest.trunk_id is not None
+                 else config.get_trunk_by_name(dom, dest.trunk_name))
+        if trunk is None or trunk.outbound is None or not trunk.outbound.host:
+            which = dest.trunk_id if dest.trunk_id is not None else dest.trunk_name
+            raise ValueError(f"trunk {which} is unknown or has no outbound host")
+        ob = trunk.outbound
+        auth = Credentials(ob.username, ob.password or "") if ob.username else None
+        uri = f"sip:{dest.address}@{ob.host}"
+        return LegSpec(kind="trunk", uri=uri, dest_text=f"{dest.address}@{ob.host}",
+                       codecs=leg_codecs(trunk.codecs, settings.default_codecs), auth=auth,
+                       **common)
+    uri = _schemed(dest.address)
+    auth = Credentials(dest.username, dest.password or "") if dest.username else None
+    return LegSpec(kind="sip", uri=uri, dest_text=dest.address,
+                   codecs=leg_codecs(dest.codecs, settings.default_codecs),
+                   proxy=dest.proxy, auth=auth, **common)
+
+
+@action(emits=RESOLVE_OUTCOMES, outcomes=RESOLVE_OUTCOMES)
+async def resolve_destinations(ctx: Any, p: Any) -> None:
+    """Look every destination up; unresolvable ones get connect:error and are skipped."""
+    dests = ctx.vars.verb.dests
+
+    async def resolve() -> Outcome:
+        specs: list[LegSpec] = []
+        for index, dest in enumerate(dests):
+            try:
+                specs.append(await _resolve_one(ctx, index, dest))
+            except ValueError as exc:
+                emit(ctx, "connect:error", dest=dest.address, index=index,
+                     error={"name": "Error", "message": str(exc)})
+                log.info("destination skipped", index=index, reason=str(exc),
+                         call_id=session_vars(ctx).req.call_id)
+        ctx.vars.specs = specs
+        return Outcome("connect.resolved" if specs else "connect.unresolvable")
+
+    ctx.start(resolve(), done="connect.resolved", error="connect.unresolvable")
+
+
+@action(emits=("leg.ended", "leg.ringing", "leg.early_media", "leg.answered", "leg.hangup",
+               "b.reinvite", "b.update", "b.info", "b.refer"),
+        outcomes=("leg.ended",))
+async def start_legs(ctx: Any, p: Any) -> None:
+    """One call_leg machine per resolved destination, all ringing in parallel."""
+    call_id = session_vars(ctx).req.call_id
+    ctx.vars.legs = {}
+    ctx.vars.winner = None
+    for spec in ctx.vars.specs:
+        ctx.vars.legs[spec.index] = ctx.spawn_child("call_leg", vars={
+            "session": _session(ctx), "verb": ctx.vars.verb, "spec": spec,
+            "index": spec.index, "dest_text": spec.dest_text,
+            # unique per leg, also across the connect verbs of one call (reconnect)
+            "branch": f"{call_id[:16]}-{secrets.token_hex(3)}-{spec.index}",
+        }, done="leg.ended")
+
+
+@action()
+async def start_ringback(ctx: Any, p: Any) -> None:
+    """Ringback through RTPEngine, once per verb, only while the caller is unanswered."""
+    sv = session_vars(ctx)
+    if getattr(sv, "a_dialog", None) is not None or sv.req.final_sent:
+        return
+    url = ctx.vars.verb.ringtone or ctx.services.settings.default_ringtone
+    media = ctx.services.media
+
+    async def ringback() -> None:
+        await open_early(ctx)
+        file = await media.resolve(url)
+        ms = media_session(ctx)
+        await media.play_media(call_id=ms.call_id, from_tag=ms.from_tag, file=file, repeat=600)
+        ctx.vars.ringback_on = True
+
+    ctx.vars.ringback_task = ctx.runtime.background(ringback(), "ringback")
+
+
+@action()
+async def stop_ringback(ctx: Any, p: Any) -> None:
+    """Stop ringback (early media from a leg, an answer, or every leg ended)."""
+    task = getattr(ctx.vars, "ringback_task", None)
+    if task is None:
+        return
+    ctx.vars.ringback_task = None
+    if not task.done():
+        task.cancel()
+    ms = getattr(session_vars(ctx), "media", None)
+    if ms is not None and ms.used:
+        ctx.runtime.background(
+            ctx.services.media.stop_media(call_id=ms.call_id, from_tag=ms.from_tag),
+            "stop ringback")
+
+
+@action()
+async def relay_ringing(ctx: Any, p: Any) -> None:
+    """180/181/182 from a leg → the same status to the caller, without a body."""
+    req = session_vars(ctx).req
+    if not req.final_sent and getattr(session_vars(ctx), "a_dialog", None) is None:
+        await req.reply(ctx.event.data["status"], ctx.event.data.get("reason"))
+
+
+@action()
+async def relay_early_media(ctx: Any, p: Any) -> None:
+    """183 with SDP from a leg → through RTPEngine (its branch) → 183 to the caller (D-15)."""
+    sv = session_vars(ctx)
+    if sv.req.final_sent or getattr(sv, "a_dialog", None) is not None:
+        return
+    response = ctx.event.data["response"]
+    leg = ctx.vars.legs.get(ctx.event.data["index"])
+    if leg is None:
+        return
+    ms = media_session(ctx)
+    media = ctx.services.media
+
+    async def relay() -> None:
+        sdp = response.body
+        if not direct_media(ms.caller, leg.vars.spec.codecs):
+            answer = await media.answer(call_id=ms.call_id, from_tag=ms.from_tag,
+                                        to_tag=response.to_tag or "", sdp=response.body,
+                                        branch=leg.vars.branch, received_from=None)
+            sdp = answer.sdp
+        if not sv.req.final_sent:
+            await sv.req.reply(183, "Session Progress", body=sdp,
+                               content_type="application/sdp")
+
+    ctx.runtime.background(relay(), "relay early media")
+
+
+@action()
+async def choose_winner(ctx: Any, p: Any) -> None:
+    """The first leg to answer wins; every other leg is cancelled (connect:cancel)."""
+    winner = ctx.event.data["index"]
+    ctx.vars.winner = winner
+    for index, leg in ctx.vars.legs.items():
+        if index != winner and not leg.done:
+            emit(ctx, "connect:cancel", index=index)
+            leg.post("cancel")
+
+
+@action(emits=BRIDGE_OUTCOMES, outcomes=BRIDGE_OUTCOMES)
+async def bridge(ctx: Any, p: Any) -> None:
+    """Join the caller to the winner: RTPEngine answer with the winner's SDP (its To tag,
+    its branch), then 200 to the caller — or a re-INVITE when the caller is already
+    answered (reconnect, D-4)."""
+    leg = ctx.vars.legs[ctx.vars.winner]
+    session = _session(ctx)
+    sv = session.vars
+    ms = media_session(ctx)
+    media = ctx.services.media
+
+    async def join() -> Outcome:
+        dialog = leg.vars.dialog
+        sdp = dialog.remote_sdp or b""
+        if not direct_media(ms.caller, leg.vars.spec.codecs):
+            answer = await media.answer(call_id=ms.call_id, from_tag=ms.from_tag,
+                                        to_tag=dialog.remote_tag, sdp=sdp,
+                                        branch=leg.vars.branch)
+            sdp = answer.sdp
+        a_dialog = getattr(sv, "a_dialog", None)
+        if a_dialog is None:
+            if sv.req.cancelled:
+                return Outcome("connect.bridge_failed", {"why": "caller cancelled"})
+            a_dialog = await sv.req.answer(sdp=sdp)
+            attach_caller_dialog(session, a_dialog)
+        else:
+            response = await a_dialog.reinvite(sdp=sdp)
+            if response.status >= 300:
+                return Outcome("connect.bridge_failed", {"status": response.status})
+        sv.connected_before = True
+        leg.post("bridge")
+        return Outcome("connect.bridged")
+
+    ctx.start(join(), done="connect.bridged", error="connect.bridge_failed")
+
+
+@guard()
+def all_legs_ended(ctx: Any, p: Any) -> bool:
+    return all(leg.done for leg in ctx.vars.legs.values())
+
+
+@guard()
+def winner_ended(ctx: Any, p: Any) -> bool:
+    winner = ctx.vars.legs.get(ctx.vars.winner)
+    return winner is not None and winner is ctx.event.get("child")
+
+
+@action()
+async def cancel_all_legs(ctx: Any, p: Any) -> None:
+    """Cancel (or hang up) every leg still running."""
+    for leg in getattr(ctx.vars, "legs", {}).values():
+        if not leg.done:
+            leg.post("cancel")
+
+
+@action()
+async def hangup_winner(ctx: Any, p: Any) -> None:
+    leg = getattr(ctx.vars, "legs", {}).get(getattr(ctx.vars, "winner", None))
+    if leg is not None and not leg.done:
+        leg.post("hangup")
+
+
+@action(emits=("relay.done",))
+async def relay_reinvite(ctx: Any, p: Any) -> None:
+    """A re-INVITE/UPDATE from one side goes through RTPEngine to the other (D-14), as a
+    reinvite_relay machine."""
+    from_b = ctx.event.name.startswith("b.")
+    winner = ctx.vars.legs.get(ctx.vars.winner)
+    ctx.spawn_child("reinvite_relay", vars={
+        "session": _session(ctx), "req": ctx.event.data["req"], "from_b": from_b,
+        "leg": winner}, done="relay.done")
+
+
+@action()
+async def relay_dtmf(ctx: Any, p: Any) -> None:
+    """SIP INFO DTMF from either leg is played by RTPEngine as RFC 4733 from that leg (D-17)."""
+    from engine.actions._dtmf import handle_info
+
+    req = ctx.event.data["req"]
+    from_b = ctx.event.name.startswith("b.")
+    winner = ctx.vars.legs.get(ctx.vars.winner)
+    ms = media_session(ctx)
+    tag = winner.vars.dialog.remote_tag if from_b and winner is not None else ms.from_tag
+    await handle_info(ctx, req, call_id=ms.call_id, from_tag=tag)
+
+
+@action()
+async def finish(ctx: Any, p: Any) -> None:
+    """Tell the session whether this connect answered the call."""
+    ctx.result["answered"] = getattr(ctx.vars, "winner", None) is not None
