@@ -17,7 +17,9 @@ from engine.clock import FakeClock
 from engine.config.validate import snapshot_from_json_text
 from engine.errors import HookError
 from engine.fsm import MachineLibrary, Runtime
+from engine.hooks.callhook import CallHook
 from engine.hooks.reghook import RegHook
+from engine.hooks.templates import CallTemplates
 from engine.paths import machines_dir
 from engine.ports import HookReply, Peer
 from engine.settings import load_settings
@@ -109,6 +111,38 @@ class ScriptedCaller:
         return None
 
 
+class RecordingStatusHook:
+    """Collects StatusHook events instead of POSTing them."""
+
+    def __init__(self) -> None:
+        self.events: list[dict[str, Any]] = []
+
+    def send(self, url: str | None, call_id: str, event: str, *, label: Any = None,
+             **extra: Any) -> bool:
+        if not url or label is False:
+            return False
+        self.events.append({"url": url, "callId": call_id, "event": event, **extra})
+        return True
+
+    def names(self) -> list[str]:
+        return [e["event"] for e in self.events]
+
+
+class FakeMedia:
+    """Records MediaPort calls (unit tests of the machines' decisions only)."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+
+    async def delete(self, **kw: Any) -> None:
+        self.calls.append(("delete", kw))
+
+    def __getattr__(self, name: str) -> Any:
+        async def record(**kw: Any) -> Any:
+            self.calls.append((name, kw))
+        return record
+
+
 CONFIG = {
     "domains": {
         "pbx.test": {
@@ -118,7 +152,11 @@ CONFIG = {
                  "dialplan": {"1???": "http://hooks/call"}, "expires": 600},
                 {"username": "2*", "reghook": "http://hooks/reg"},
             ],
-            "trunks": [],
+            "trunks": [
+                {"id": 7, "name": "carrier", "inbound": ["203.0.113.0/24"],
+                 "outbound": {"host": "sip.carrier.test"}, "codecs": ["PCMA"],
+                 "dialplan": {"44*": "http://hooks/did", "99*": "file:script.json"}},
+            ],
         }
     }
 }
@@ -126,6 +164,7 @@ CONFIG = {
 
 def make_services(config: dict[str, Any] | None = None, **env: str) -> SimpleNamespace:
     settings = load_settings(env)
+    templates_dir = env.get("FILE_PATH")
     clock = FakeClock()
     store = MemoryStore(clock=clock)
     caller = ScriptedCaller()
@@ -134,6 +173,9 @@ def make_services(config: dict[str, Any] | None = None, **env: str) -> SimpleNam
         settings=settings, config=snapshot, store=store, clock=clock, caller=caller,
         digest=DigestAuthenticator(b"k" * 32, counter=StoreNonceCounter(store)),
         reghook=RegHook(caller, timeout=settings.reghook_timeout),
+        callhook=CallHook(caller, timeout=settings.callhook_timeout),
+        templates=CallTemplates(templates_dir or settings.file_path, now=clock.time),
+        statushook=RecordingStatusHook(), media=FakeMedia(),
     )
 
 
@@ -141,11 +183,16 @@ def make_runtime(services: SimpleNamespace) -> Runtime:
     return Runtime(library(), services, services.clock)
 
 
-async def run(rt: Runtime, machine: str, req: FakeRequest, settle: int = 50) -> Any:
+async def run(rt: Runtime, machine: str, req: FakeRequest, settle: int = 50,
+              tick: float = 0.0) -> Any:
+    """Start ``machine`` for ``req`` and let it run; ``tick`` advances the fake clock
+    that much per step (for timers)."""
     inst = rt.spawn(machine, vars={"req": req})
     await inst.send("start")
     for _ in range(settle):
         if inst.done:
             break
         await asyncio.sleep(0)
+        if tick:
+            rt.clock.advance(tick)
     return inst
