@@ -52,60 +52,6 @@ class Component:
         return {}
 
 
-class ConfigComponent(Component):
-    """The configuration data source (json, api or pg); first in the start order."""
-
-    name = "config"
-
-    def __init__(self, settings: Settings):
-        from engine.config.factory import make_source
-
-        self.source = make_source(settings)
-
-    async def start(self) -> None:
-        await self.source.start()
-
-    async def reload(self) -> None:
-        try:
-            await self.source.reload()
-        except ConfigError as exc:
-            log.error("configuration reload refused; the previous configuration stays",
-                      error=str(exc))
-
-    async def stop(self) -> None:
-        await self.source.close()
-
-    def summary(self) -> dict[str, Any]:
-        return {"config": self.source.description,
-                "domains": self.source.list_domains()}
-
-
-class MachinesComponent(Component):
-    """Loads and validates every machine; SIGHUP swaps in new versions."""
-
-    name = "machines"
-
-    def __init__(self, settings: Settings):
-        import engine.actions  # noqa: F401 - registers the shipped actions
-        from engine.fsm.loader import MachineLibrary
-
-        self.library = MachineLibrary(settings.machines_path)
-
-    async def start(self) -> None:
-        for warning in self.library.load():
-            log.warning("machine warning", finding=str(warning))
-
-    async def reload(self) -> None:
-        try:
-            self.library.load()
-        except DefinitionError as exc:
-            log.error("machine reload refused; previous versions stay",
-                      findings=[str(d) for d in exc.diagnostics])
-
-    def summary(self) -> dict[str, Any]:
-        return {"machines": self.library.versions()}
-
-
 class App:
     def __init__(self, settings: Settings, components: list[Component]):
         self.settings = settings
@@ -186,12 +132,7 @@ class App:
 ComponentFactory = Callable[[Settings], list[Component]]
 
 
-def build_components(settings: Settings) -> list[Component]:
-    """Every component in dependency order, wired from settings."""
-    return [ConfigComponent(settings), MachinesComponent(settings)]
-
-
-def run_daemon(factory: ComponentFactory = build_components) -> int:
+def run_daemon(factory: ComponentFactory | None = None) -> int:
     try:
         settings = load_settings()
     except ConfigError as exc:
@@ -200,6 +141,11 @@ def run_daemon(factory: ComponentFactory = build_components) -> int:
     configure(settings.loglevel, settings.log_format)
     for warning in settings.default_secret_warnings():
         log.warning("default secret in use", detail=warning)
+    if factory is None:
+        from engine.components import build_components
+
+        factory = build_components
+
     async def main() -> int:
         try:
             app = App(settings, factory(settings))

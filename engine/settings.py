@@ -337,6 +337,9 @@ VARIABLES: tuple[Variable, ...] = (
              group="new"),
     Variable("CALLHOOK_MAX_RETRIES", "callhook_max_retries", "3", _int(0, 20),
              "CallHook re-fetches for an unresolved call before 604", group="new"),
+    Variable("TRUNK_REGISTER_EXPIRES", "trunk_register_expires", "3600", _int(60),
+             "expiry requested in outbound trunk REGISTERs (refreshed at about half the "
+             "granted value)", group="new"),
     Variable("MAX_CALL_SECS", "max_call_secs", "14400", _int(60),
              "longest a bridged call may last before the PBX hangs it up", group="new"),
     Variable("NONCE_SECRET", "nonce_secret", "", _opt_str,
@@ -411,6 +414,7 @@ class Settings:
     statushook_legacy_names: bool
     dialplan_precedence: str
     callhook_max_retries: int
+    trunk_register_expires: int
     max_call_secs: int
     nonce_secret: str | None
     nonce_ttl: int

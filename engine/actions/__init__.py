@@ -8,11 +8,12 @@ dispatcher is imported too: it declares the events it delivers (``inputs:``).
 from importlib import import_module
 
 _MODULES = ("log", "timer", "sip", "config", "auth", "hooks", "reg", "store", "trunk", "call",
-            "status", "session", "verb", "media", "leg", "connect", "relay")
+            "status", "session", "verb", "media", "leg", "connect", "relay", "trunkreg")
 
 
 def load_all() -> None:
     import_module("engine.dispatch")
+    import_module("engine.trunks")
     for name in _MODULES:
         import_module(f"engine.actions.{name}")
 

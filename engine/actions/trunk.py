@@ -34,6 +34,19 @@ async def use_cidr_trunk(ctx: Any, p: Any) -> None:
 
 
 @guard()
+def reg_id_is_ours(ctx: Any, p: Any) -> bool:
+    """The Request-URI carries the reg-id of a registration this instance keeps: the call
+    belongs to that trunk's domain (the carrier addresses our Contact, not the domain)."""
+    reg_id = ctx.vars.req.message.request_uri.params.get("reg-id")
+    manager = getattr(ctx.services, "trunks", None)
+    found = manager.by_reg_id(reg_id) if reg_id and manager is not None else None
+    if found is None:
+        return False
+    ctx.vars.domain = found[0]
+    return True
+
+
+@guard()
 def has_reg_id(ctx: Any, p: Any) -> bool:
     """The Request-URI carries the ``reg-id`` of one of our trunk registrations."""
     value = ctx.vars.req.message.request_uri.params.get("reg-id")

@@ -1,0 +1,196 @@
+"""``trunkreg.*``: outbound REGISTERs to carriers (machines/trunk_registration.yaml).
+
+vars: ``trunk`` (config Trunk), ``domain``, ``target`` (RegistrationTarget: host,
+username, password), ``reg_id``, ``call_id`` (unique per trunk, kept across
+refreshes), ``cseq`` (increasing), ``status`` (what the API shows).
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from types import SimpleNamespace
+from typing import Any
+
+from engine.fsm import Outcome, action, delay, guard
+from engine.sip.digest import DigestClient, parse_challenge
+from engine.sip.errors import SipParseError
+
+REG_OUTCOMES = ("reg.ok", "reg.challenged", "reg.failed", "reg.timeout")
+ALLOW = "INVITE, ACK, BYE, CANCEL, OPTIONS, MESSAGE, INFO, UPDATE, REGISTER, REFER, NOTIFY"
+BACKOFF_BASE = 2.0
+BACKOFF_CAP = 300.0
+
+_digest = DigestClient()
+
+
+@dataclass(frozen=True)
+class RegisterParams:
+    unregister: bool = False
+    authenticate: bool = False
+
+
+def _aor(v: Any) -> str:
+    return f"sip:{v.target.username}@{_host_only(v.target.host)}"
+
+
+def _host_only(hostport: str) -> str:
+    if hostport.startswith("["):
+        return hostport[: hostport.index("]") + 1]
+    return hostport.rsplit(":", 1)[0] if hostport.count(":") == 1 else hostport
+
+
+def contact(ctx: Any) -> str:
+    """Our Contact: the registrar sends the trunk's calls here; reg-id names the trunk."""
+    v = ctx.vars
+    base = ctx.services.sip.contact_uri(transport=v.transport, user=v.target.username)
+    return f"{base};reg-id={v.reg_id}"
+
+
+@action(params=RegisterParams, emits=REG_OUTCOMES, outcomes=REG_OUTCOMES)
+async def send_register(ctx: Any, p: RegisterParams) -> None:
+    """REGISTER (or Expires 0 to unregister); with ``authenticate`` answer the last
+    challenge. The challenge is never answered by the SIP layer: the machine decides."""
+    v = ctx.vars
+    v.cseq += 1
+    expires = 0 if p.unregister else ctx.services.settings.trunk_register_expires
+    uri = f"sip:{v.target.host}"
+    aor = _aor(v)
+    headers = [("From", f"<{aor}>;tag={v.from_tag}"), ("To", f"<{aor}>"),
+               ("Call-ID", v.call_id), ("CSeq", f"{v.cseq} REGISTER"),
+               ("Contact", f"<{contact(ctx)}>"), ("Expires", str(expires)), ("Allow", ALLOW)]
+    if p.authenticate and getattr(v, "challenge", None) is not None:
+        sent = SimpleNamespace(method="REGISTER", uri=uri)
+        headers += _digest.answer(v.challenge, sent, username=v.target.username,
+                                  password=v.target.password)
+        v.answered_nonces.add(_nonce_of(v.challenge))
+    v.requested_expires = expires
+    sip = ctx.services.sip
+
+    async def send() -> Outcome:
+        response = await sip.request(uri, "REGISTER", headers=headers)
+        status = response.status
+        data = {"status": status, "reason": response.reason}
+        if 200 <= status < 300:
+            v.last_response = response
+            return Outcome("reg.ok", data)
+        if status in (401, 407):
+            v.challenge = response
+            return Outcome("reg.challenged", data)
+        if status == 408:
+            return Outcome("reg.timeout", data)
+        return Outcome("reg.failed", data)
+
+    ctx.start(send(), done="reg.ok", error="reg.timeout")
+
+
+def _nonce_of(response: Any) -> str:
+    name = "www-authenticate" if response.status == 401 else "proxy-authenticate"
+    nonces = []
+    for value in response.header_values(name):
+        try:
+            nonces.append(parse_challenge(value).nonce)
+        except SipParseError:
+            continue
+    return ",".join(sorted(nonces))
+
+
+def _stale(response: Any) -> bool:
+    name = "www-authenticate" if response.status == 401 else "proxy-authenticate"
+    return any("stale=true" in v.lower().replace(" ", "") for v in response.header_values(name))
+
+
+@guard()
+def can_answer_challenge(ctx: Any, p: Any) -> bool:
+    """We have credentials and have not answered this challenge's nonce yet (or the
+    registrar says our nonce went stale): a refused password never loops (D-20)."""
+    v = ctx.vars
+    if not v.target.password or getattr(v, "challenge", None) is None:
+        return False
+    nonce = _nonce_of(v.challenge)
+    return bool(nonce) and (nonce not in v.answered_nonces or _stale(v.challenge))
+
+
+def granted_expires(ctx: Any) -> int:
+    """The registrar's grant: our Contact's ``expires`` parameter, else ``Expires``."""
+    v = ctx.vars
+    response = v.last_response
+    for value in response.header_values("contact"):
+        if v.reg_id in value:
+            for param in value.split(";")[1:]:
+                name, _, num = param.partition("=")
+                if name.strip().lower() == "expires" and num.strip().isdigit():
+                    return int(num.strip())
+    header = response.header("expires")
+    if header and header.strip().isdigit():
+        return int(header.strip())
+    return v.requested_expires
+
+
+@action()
+async def save_registered(ctx: Any, p: Any) -> None:
+    """Record the registration at ``regtrunk:{domain}:{reg-id}`` (TTL = the grant)."""
+    v = ctx.vars
+    v.granted = max(1, granted_expires(ctx))
+    v.failures = 0
+    now = int(ctx.runtime.clock.time())
+    v.status = {"state": "registered", "expires": v.granted, "since": now,
+                "registrar": v.target.host, "last_error": None, "next_retry": None}
+    fields = {"trunkID": str(v.trunk.id), "status": "registered",
+              "registrar": v.target.host, "expires": str(v.granted), "since": str(now)}
+    ctx.runtime.background(ctx.services.store.save_regtrunk(
+        domain=v.domain, reg_id=v.reg_id, fields=fields, ttl=v.granted), "save regtrunk")
+    ctx.log.info("trunk registered", trunk=v.trunk.display_name, registrar=v.target.host,
+                 expires=v.granted)
+
+
+@delay()
+def refresh_delay(ctx: Any, p: Any) -> float:
+    """Half the granted expiry (at least 1 s)."""
+    return max(1.0, ctx.vars.granted / 2)
+
+
+@dataclass(frozen=True)
+class FailureParams:
+    reason: str
+
+
+@action(params=FailureParams)
+async def note_failure(ctx: Any, p: FailureParams) -> None:
+    """Count the failure and compute the next retry (exponential backoff with jitter)."""
+    v = ctx.vars
+    v.failures += 1
+    raw = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (v.failures - 1))
+    v.backoff = raw * random.uniform(0.8, 1.2)
+    status = ctx.event.get("status")
+    error = f"{p.reason} ({status} {ctx.event.get('reason') or ''})".strip() if status \
+        else p.reason
+    v.status = {"state": "failing", "last_error": error, "failures": v.failures,
+                "next_retry": round(ctx.runtime.clock.time() + v.backoff, 1),
+                "registrar": v.target.host}
+    ctx.log.warning("trunk registration failed", trunk=v.trunk.display_name,
+                    registrar=v.target.host, error=error, retry_in=round(v.backoff, 1))
+
+
+@delay()
+def backoff_delay(ctx: Any, p: Any) -> float:
+    return ctx.vars.backoff
+
+
+@action(emits=("store.done", "store.error"), outcomes=("store.done", "store.error"))
+async def delete_state(ctx: Any, p: Any) -> None:
+    """Delete our regtrunk key (only if this instance owns it, D-21)."""
+    v = ctx.vars
+    v.status = {"state": "stopped", "registrar": v.target.host}
+    store = ctx.services.store
+    ctx.start(store.delete_regtrunk(domain=v.domain, reg_id=v.reg_id,
+                                    owner=ctx.services.settings.instance_id),
+              done="store.done", error="store.error")
+
+
+@action()
+async def delete_state_now(ctx: Any, p: Any) -> None:
+    v = ctx.vars
+    ctx.runtime.background(ctx.services.store.delete_regtrunk(
+        domain=v.domain, reg_id=v.reg_id, owner=ctx.services.settings.instance_id),
+        "delete regtrunk")

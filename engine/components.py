@@ -1,0 +1,230 @@
+"""The daemon's components, each wiring one adapter from settings into ``Services``.
+
+Start order (``build_components``) is dependency order: configuration, state
+store, webhooks, media, machines, SIP; shutdown runs in reverse. Every
+component adds what it owns to the shared ``Services`` object, which is what
+actions see as ``ctx.services``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from engine.app import Component
+from engine.clock import LoopClock
+from engine.errors import ConfigError, DefinitionError, StoreError
+from engine.log import get_logger
+from engine.settings import Settings
+
+log = get_logger("engine.components")
+
+
+@dataclass
+class Services:
+    """The ports and helpers actions use (``ctx.services``)."""
+
+    settings: Settings
+    clock: Any = field(default_factory=LoopClock)
+    config: Any = None
+    store: Any = None
+    digest: Any = None
+    hook_client: Any = None
+    reghook: Any = None
+    callhook: Any = None
+    statushook: Any = None
+    templates: Any = None
+    media: Any = None
+    sip: Any = None
+    runtime: Any = None
+    dispatcher: Any = None
+    trunks: Any = None
+
+
+class ConfigComponent(Component):
+    """The configuration data source (json, api or pg)."""
+
+    name = "config"
+
+    def __init__(self, services: Services):
+        from engine.config.factory import make_source
+
+        self.source = services.config = make_source(services.settings)
+
+    async def start(self) -> None:
+        await self.source.start()
+
+    async def reload(self) -> None:
+        try:
+            await self.source.reload()
+        except ConfigError as exc:
+            log.error("configuration reload refused; the previous configuration stays",
+                      error=str(exc))
+
+    async def stop(self) -> None:
+        await self.source.close()
+
+    def summary(self) -> dict[str, Any]:
+        return {"config": self.source.description, "domains": self.source.list_domains()}
+
+
+class StoreComponent(Component):
+    """Redis (REDIS_URL) and the digest authenticator whose nonce counts live there."""
+
+    name = "store"
+
+    def __init__(self, services: Services):
+        from engine.sip.digest import DigestAuthenticator, StoreNonceCounter
+        from engine.store.redis import RedisStore
+
+        settings = services.settings
+        self.store = services.store = RedisStore.from_settings(settings)
+        if not settings.nonce_secret:
+            log.warning("NONCE_SECRET is not set: digest nonces are only valid on this "
+                        "instance (set one shared secret on every instance)")
+        services.digest = DigestAuthenticator(
+            settings.nonce_secret, ttl=settings.nonce_ttl,
+            counter=StoreNonceCounter(self.store))
+
+    async def start(self) -> None:
+        try:
+            await self.store.ping()
+        except StoreError as exc:
+            raise ConfigError(f"REDIS_URL: Redis is not reachable ({exc})") from exc
+
+    async def stop(self) -> None:
+        await self.store.close()
+
+
+class HooksComponent(Component):
+    """The shared webhook client and the RegHook/CallHook/StatusHook callers."""
+
+    name = "hooks"
+
+    def __init__(self, services: Services):
+        from engine.hooks.callhook import CallHook
+        from engine.hooks.client import HookClient
+        from engine.hooks.reghook import RegHook
+        from engine.hooks.statushook import StatusHook
+        from engine.hooks.templates import CallTemplates
+
+        s = services.settings
+        self.client = services.hook_client = HookClient.from_settings(s)
+        services.reghook = RegHook(self.client, timeout=s.reghook_timeout)
+        services.callhook = CallHook(self.client, timeout=s.callhook_timeout)
+        self.statushook = services.statushook = StatusHook.from_settings(self.client, s)
+        services.templates = CallTemplates.from_settings(s)
+
+    async def stop(self) -> None:
+        await self.statushook.close()
+        await self.client.close()
+
+
+class MediaComponent(Component):
+    """RTPEngine (RTPENGINE_HOST) and media files; the default ringtone must exist (D-18)."""
+
+    name = "media"
+
+    def __init__(self, services: Services):
+        from engine.media.files import check_default_ringtone
+        from engine.media.port import RtpEngineMedia
+
+        self.ringtone = check_default_ringtone(services.settings)
+        self.media = services.media = RtpEngineMedia.from_settings(services.settings)
+
+    async def start(self) -> None:
+        await self.media.start()
+
+    async def stop(self) -> None:
+        await self.media.close()
+
+    def summary(self) -> dict[str, Any]:
+        return {"rtpengine": [str(e) for e in self.media_endpoints()]}
+
+    def media_endpoints(self) -> list[Any]:
+        return [s.get("endpoint", s) if isinstance(s, dict) else s
+                for s in self.media.statuses()]
+
+
+class MachinesComponent(Component):
+    """Loads and validates every machine, and the runtime that runs their instances."""
+
+    name = "machines"
+
+    def __init__(self, services: Services):
+        import engine.actions  # noqa: F401 - registers the shipped actions
+        from engine.fsm.loader import MachineLibrary
+        from engine.fsm.runtime import Runtime
+
+        self.library = MachineLibrary(services.settings.machines_path)
+        self.runtime = services.runtime = Runtime(self.library, services, services.clock,
+                                                  trace_ignored=False)
+
+    async def start(self) -> None:
+        for warning in self.library.load():
+            log.warning("machine warning", finding=str(warning))
+
+    async def reload(self) -> None:
+        try:
+            self.library.load()
+        except DefinitionError as exc:
+            log.error("machine reload refused; previous versions stay",
+                      findings=[str(d) for d in exc.diagnostics])
+
+    def busy(self) -> int:
+        return sum(1 for i in self.runtime.live.values() if i.machine.name == "inbound_call")
+
+    async def stop(self) -> None:
+        for inst in list(self.runtime.live.values()):
+            inst.kill("shutdown")
+        await self.runtime.wait_background()
+
+    def summary(self) -> dict[str, Any]:
+        return {"machines": self.library.versions()}
+
+
+class SipComponent(Component):
+    """The SIP backend (embedded by default) and the dispatcher to machines."""
+
+    name = "sip"
+
+    def __init__(self, services: Services):
+        from engine.dispatch import SipDispatcher
+
+        settings = services.settings
+        if settings.sip_backend != "embedded":
+            raise ConfigError("SIP_BACKEND=drachtio is not available in this version; "
+                              "use SIP_BACKEND=embedded")
+        from engine.transport.port import EmbeddedSipPort
+
+        self.port = services.sip = EmbeddedSipPort.from_settings(settings)
+        self.dispatcher = services.dispatcher = SipDispatcher(services.runtime, self.port)
+
+    async def start(self) -> None:
+        self.dispatcher.install()
+        await self.port.start()
+
+    def refuse_new_work(self) -> None:
+        self.dispatcher.draining = True
+
+    async def stop(self) -> None:
+        await self.port.close()
+
+    def summary(self) -> dict[str, Any]:
+        return {"sip": [str(a) for a in self.port.local_addresses()]}
+
+
+def build_components(settings: Settings) -> list[Component]:
+    """Every component in dependency order, sharing one ``Services``."""
+    from engine.trunks import TrunkRegistrations
+
+    services = Services(settings)
+    return [
+        ConfigComponent(services),
+        StoreComponent(services),
+        HooksComponent(services),
+        MediaComponent(services),
+        MachinesComponent(services),
+        SipComponent(services),
+        TrunkRegistrations(services),
+    ]
