@@ -1,0 +1,145 @@
+"""Out-of-dialog requests served by the embedded stack, SIPp or raw sockets as the peer."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from engine.ports import IncomingRequest
+from engine.sip.parser import parse_message
+from engine.transport import EmbeddedSipPort
+from tests.integration.sip.conftest import RawUdp, sip_message, sipp_run
+
+pytestmark = pytest.mark.integration
+
+
+def serve_options(sip: EmbeddedSipPort) -> list[IncomingRequest]:
+    seen: list[IncomingRequest] = []
+
+    async def options(req: IncomingRequest) -> None:
+        seen.append(req)
+        await req.reply(200, headers=[("Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS")])
+
+    sip.on_request("OPTIONS", options)
+    return seen
+
+
+async def test_local_addresses_and_contact(sip: EmbeddedSipPort) -> None:
+    addrs = {(a.transport, a.host, a.port) for a in sip.local_addresses()}
+    assert addrs == {("udp", "127.0.0.1", sip.port), ("tcp", "127.0.0.1", sip.port)}
+    assert sip.contact_uri() == f"sip:127.0.0.1:{sip.port}"
+    assert sip.contact_uri(transport="tcp", user="bob") == (
+        f"sip:bob@127.0.0.1:{sip.port};transport=tcp")
+
+
+async def test_options_answered_200(sip: EmbeddedSipPort) -> None:
+    seen = serve_options(sip)
+    r = await sipp_run("options_uac", sip, extra=["-m", "5", "-r", "20", "-s", "pbx"])
+    assert r.rc == 0 and r.stat("SuccessfulCall") == 5, r.explain()
+    assert len(seen) == 5
+    req = seen[0]
+    assert req.method == "OPTIONS" and req.source.transport == "udp"
+    assert req.source.host == "127.0.0.1" and req.final_sent and not req.cancelled
+    assert req.uri == f"sip:pbx@127.0.0.1:{sip.port}"
+    assert req.header("cseq") == "1 OPTIONS" and req.flow is None
+
+
+async def test_register_answered_with_distinct_users(sip: EmbeddedSipPort) -> None:
+    users: list[str] = []
+
+    async def register(req: IncomingRequest) -> None:
+        users.append(req.message.to.uri.user)
+        await req.reply(200, headers=[("Contact", f"{req.header('contact')};expires=300")])
+
+    sip.on_request("register", register)  # method names are case-insensitive
+    r = await sipp_run("register_uac", sip, extra=["-m", "50", "-r", "200"])
+    assert r.rc == 0 and r.stat("SuccessfulCall") == 50, r.explain()
+    assert len(set(users)) == 50
+    assert "expires=300" in r.messages
+
+
+async def test_no_handler_gets_405_with_allow(sip: EmbeddedSipPort) -> None:
+    serve_options(sip)
+    r = await sipp_run("message_405_uac", sip, extra=["-m", "2", "-s", "pbx"])
+    assert r.rc == 0 and r.stat("SuccessfulCall") == 2, r.explain()
+
+
+async def test_unknown_dialog_gets_481(sip: EmbeddedSipPort) -> None:
+    r = await sipp_run("bye_unknown_481_uac", sip, extra=["-m", "2", "-s", "pbx"])
+    assert r.rc == 0 and r.stat("SuccessfulCall") == 2, r.explain()
+
+
+async def test_handler_exception_answers_500(sip: EmbeddedSipPort, raw_udp: RawUdp) -> None:
+    async def broken(req: IncomingRequest) -> None:
+        raise RuntimeError("application bug")
+
+    sip.on_request("OPTIONS", broken)
+    raw_udp.send(sip_message("OPTIONS", sip.port, raw_udp.local_port, branch="z9hG4bKe1",
+                             call_id="boom"), sip.port)
+    resp = parse_message(await raw_udp.recv())
+    assert resp.status == 500  # type: ignore[union-attr]
+
+
+async def test_second_final_response_is_ignored(sip: EmbeddedSipPort, raw_udp: RawUdp) -> None:
+    done = asyncio.Event()
+
+    async def twice(req: IncomingRequest) -> None:
+        await req.reply(100)
+        await req.reply(200)
+        await req.reply(486)
+        done.set()
+
+    sip.on_request("OPTIONS", twice)
+    raw_udp.send(sip_message("OPTIONS", sip.port, raw_udp.local_port, branch="z9hG4bKt1",
+                             call_id="twice"), sip.port)
+    await asyncio.wait_for(done.wait(), 2)
+    first = parse_message(await raw_udp.recv())
+    second = parse_message(await raw_udp.recv())
+    assert (first.status, second.status) == (100, 200)  # type: ignore[union-attr]
+    await asyncio.sleep(0.2)
+    assert raw_udp.drain() == []
+    assert second.to_tag  # the final carries our To tag
+
+
+async def test_retransmitted_request_gets_the_same_response(
+        sip: EmbeddedSipPort, raw_udp: RawUdp) -> None:
+    seen = serve_options(sip)
+    msg = sip_message("OPTIONS", sip.port, raw_udp.local_port, branch="z9hG4bKrt1",
+                      call_id="retrans")
+    raw_udp.send(msg, sip.port)
+    first = await raw_udp.recv()
+    raw_udp.send(msg, sip.port)
+    again = await raw_udp.recv()
+    assert first == again and len(seen) == 1
+
+
+@pytest.mark.parametrize("garbage", [
+    b"OPTIONS sip:x SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{lp};branch=z9hG4bKm1\r\n"
+    b"From: <sip:a@b>;tag=1\r\nTo: <sip:b@c>\r\nCall-ID: m1\r\nCSeq: x OPTIONS\r\n\r\n",
+    b"OPTIONS sip:x SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{lp};branch=z9hG4bKm2\r\n"
+    b"From: <sip:a@b>;tag=1\r\nTo: <sip:b@c>\r\nCSeq: 1 OPTIONS\r\n\r\n",
+    b"OPTIONS sip:x SIP/3.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{lp};branch=z9hG4bKm3\r\n"
+    b"From: <sip:a@b>;tag=1\r\nTo: <sip:b@c>\r\nCall-ID: m3\r\nCSeq: 1 OPTIONS\r\n\r\n",
+])
+async def test_malformed_request_gets_4xx_5xx_and_next_is_served(
+        sip: EmbeddedSipPort, raw_udp: RawUdp, garbage: bytes) -> None:
+    serve_options(sip)
+    raw_udp.send(garbage.replace(b"{lp}", str(raw_udp.local_port).encode()), sip.port)
+    status_line = (await raw_udp.recv()).split(b"\r\n", 1)[0]
+    # the response echoes the broken header lines, so check its start line only
+    assert status_line.split(b" ")[1] in (b"400", b"505"), status_line
+    raw_udp.send(b"\x00\xff garbage without any structure", sip.port)  # dropped
+    raw_udp.send(sip_message("OPTIONS", sip.port, raw_udp.local_port, branch="z9hG4bKok",
+                             call_id="after"), sip.port)
+    resp = parse_message(await raw_udp.recv())
+    assert resp.status == 200 and resp.call_id == "after"  # type: ignore[union-attr]
+
+
+async def test_busy_port_is_a_clear_error(sip: EmbeddedSipPort) -> None:
+    from engine.errors import SipTransportError
+
+    other = EmbeddedSipPort(host="127.0.0.1", port=sip.port, transports=("udp",))
+    with pytest.raises(SipTransportError, match=f"udp 127.0.0.1:{sip.port}"):
+        await other.start()
+    await other.close()
