@@ -122,3 +122,8 @@ def test_markdown_table_lists_every_variable() -> None:
     table = markdown_table()
     for var in VARIABLES:
         assert f"`{var.env}`" in table
+
+
+def test_readme_variable_table_is_generated_from_the_settings() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    assert markdown_table() in readme, "run `dragonpbx settings --markdown` into the README"
