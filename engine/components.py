@@ -139,11 +139,7 @@ class MediaComponent(Component):
         await self.media.close()
 
     def summary(self) -> dict[str, Any]:
-        return {"rtpengine": [str(e) for e in self.media_endpoints()]}
-
-    def media_endpoints(self) -> list[Any]:
-        return [s.get("endpoint", s) if isinstance(s, dict) else s
-                for s in self.media.statuses()]
+        return {"rtpengine": {s.endpoint: s.state for s in self.media.statuses()}}
 
 
 class MachinesComponent(Component):
@@ -211,7 +207,7 @@ class SipComponent(Component):
         await self.port.close()
 
     def summary(self) -> dict[str, Any]:
-        return {"sip": [str(a) for a in self.port.local_addresses()]}
+        return {"sip": [f"{a.transport}:{a.host}:{a.port}" for a in self.port.local_addresses()]}
 
 
 def build_components(settings: Settings) -> list[Component]:

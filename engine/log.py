@@ -16,9 +16,11 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+# Whole field names that hold credentials (digest ``response``/``cnonce`` only as exact
+# names: "verb_response" is a machine, not a secret), or names ending in a secret word.
 _SECRET_KEYS = re.compile(
-    r"(pass(word)?|secret|token|authpass|regpass|credential|api_key|response|cnonce|"
-    r"authorization|signature)$",
+    r"^(response|cnonce|authorization|proxy-authorization|signature|api_key)$"
+    r"|(pass|password|passwd|secret|token|authpass|regpass|credentials?)$",
     re.IGNORECASE,
 )
 _AUTH_HEADER = re.compile(r"((?:proxy-)?authorization\s*:\s*\w+)\s[^\r\n]*", re.IGNORECASE)

@@ -346,7 +346,7 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("NONCE_SECRET", "nonce_secret", "", _opt_str,
              "HMAC key for digest nonces; share it between instances (default: random "
              "per process)", group="new", secret=True),
-    Variable("NONCE_TTL", "nonce_ttl", "300", _int(10),
+    Variable("NONCE_TTL", "nonce_ttl", "300", _int(1),
              "seconds a digest nonce stays valid before stale=true", group="new"),
     Variable("INSTANCE_ID", "instance_id", None, _instance_id,
              "name of this engine instance (owner of its Redis keys; default host-pid)",
