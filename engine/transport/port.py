@@ -21,23 +21,33 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from engine.clock import LoopClock
-from engine.errors import SipTransportError
+from engine.errors import SipError, SipTransportError
 from engine.log import get_logger
-from engine.ports import Clock, IncomingRequest, Peer
+from engine.ports import Clock, Credentials, IncomingRequest, Peer
 from engine.sip.builders import IdGenerator
+from engine.sip.dialog import SipDialog
+from engine.sip.digest import DigestClient
 from engine.sip.effects import (
+    AckTimeout,
+    CancelReceived,
     Effect,
     MessageRejected,
     RequestReceived,
+    ResponseReceived,
     TimerConfig,
     TransactionTerminated,
     TransactionTimeout,
+    TransportFailure,
 )
 from engine.sip.endpoint import EndpointCore
-from engine.sip.errors import TransactionStateError
-from engine.transport.addresses import LocalAddresses
+from engine.sip.errors import SipParseError, TransactionStateError
+from engine.sip.message import SipRequest, SipResponse
+from engine.transport.addresses import LocalAddresses, host_port
+from engine.transport.client import ClientUser
+from engine.transport.dialogs import EmbeddedDialog
 from engine.transport.driver import Driver
-from engine.transport.requests import EmbeddedIncomingRequest
+from engine.transport.requests import EmbeddedIncomingRequest, has_header
+from engine.transport.resolve import Resolver
 from engine.transport.udp import UdpTransport
 
 log = get_logger("engine.transport.port")
@@ -79,13 +89,22 @@ class EmbeddedSipPort:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._handlers: dict[str, Handler] = {}
         self._unanswered: dict[int, tuple[float, EmbeddedIncomingRequest]] = {}
+        self._invites: dict[int, EmbeddedIncomingRequest] = {}  # INVITE server txs
+        self._clients: dict[int, ClientUser] = {}  # our client txs
+        self._dialogs: dict[tuple[str, str, str], EmbeddedDialog] = {}
+        self.digest = DigestClient()
+        self._resolver: Resolver | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._sweeper: Any = None
         self._started = False
         self._closed = False
         self._dispatch: dict[type, Callable[[Any], None]] = {
             RequestReceived: self._on_request,
+            ResponseReceived: self._on_response,
+            CancelReceived: self._on_cancel,
+            AckTimeout: self._on_ack_timeout,
             TransactionTimeout: self._on_timeout,
+            TransportFailure: self._on_transport_failure,
             TransactionTerminated: self._on_terminated,
             MessageRejected: self._on_rejected,
         }
@@ -106,6 +125,12 @@ class EmbeddedSipPort:
         if self._loop is None:
             self._loop = asyncio.get_running_loop()
         return self._loop
+
+    @property
+    def resolver(self) -> Resolver:
+        if self._resolver is None:
+            self._resolver = Resolver(self.loop, self.clock)
+        return self._resolver
 
     @property
     def port(self) -> int:
@@ -233,6 +258,32 @@ class EmbeddedSipPort:
         if inspect.isawaitable(result):
             self.spawn(_await(result), what)
 
+    def fire(self, callback: Callable[[Any], Any], req: EmbeddedIncomingRequest,
+             what: str) -> None:
+        """Call a listener with a request it must answer; if it raises before a final
+        response went out, answer 500."""
+        try:
+            result = callback(req)
+        except Exception:
+            log.exception("SIP listener failed", what=what, call_id=req.call_id)
+            if not req.final_sent:
+                req.send_response(500)
+            return
+        if inspect.isawaitable(result):
+            self.spawn(self._guard(result, req, what), what)
+
+    async def _guard(self, awaitable: Awaitable[Any], req: EmbeddedIncomingRequest,
+                     what: str) -> None:
+        try:
+            await awaitable
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("SIP request handler failed", what=what, method=req.method,
+                          call_id=req.call_id)
+            if not req.final_sent:
+                req.send_response(500)
+
     def answered(self, req: EmbeddedIncomingRequest) -> None:
         """A final response went out on ``req`` (bookkeeping)."""
         if req.tx is not None:
@@ -248,6 +299,154 @@ class EmbeddedSipPort:
             return
         self.driver.run(effects)
 
+    # ------------------------------------------------------------------ UAS / UAC mechanics
+
+    def answer_invite(self, req: EmbeddedIncomingRequest, status: int, reason: str | None,
+                      items: list[tuple[str, str]], body: bytes,
+                      content_type: str | None) -> EmbeddedDialog | None:
+        """Send a 2xx to an INVITE and create (or, for a re-INVITE, update) its dialog.
+        None if nothing was sent (already answered / cancelled)."""
+        if req.final_sent:
+            return None
+        dialog = req.dialog
+        if dialog is not None:  # a re-INVITE
+            if not has_header(items, "contact", "m") and dialog.sip.local_contact:
+                items.append(("Contact", dialog.sip.local_contact))
+            if req.transmit(status, reason, items, body, content_type) is None:
+                return None
+            dialog.invite_answered(req, body)
+            return dialog
+        msg = req.message
+        try:
+            usable = bool(msg.contacts) and bool(msg.from_tag)
+        except SipParseError:
+            usable = False
+        if not usable:  # a dialog needs their Contact (remote target) and From tag
+            req.transmit(400, "Missing Contact or From tag", [], b"", None)
+            raise SipError(400, "INVITE without a usable Contact or From tag")
+        if not has_header(items, "contact", "m"):
+            contact = self.local_contact(req.source.transport, req.source.host, req.flow)
+            items.append(("Contact", f"<{contact}>"))
+        resp = req.transmit(status, reason, items, body, content_type)
+        if resp is None:
+            return None
+        dialog = EmbeddedDialog(self, SipDialog.from_uas(msg, resp), peer=req.source,
+                                flow=req.flow, transport=req.source.transport)
+        req.dialog = dialog
+        self.add_dialog(dialog)
+        dialog.invite_answered(req, body)
+        return dialog
+
+    def track_invite(self, req: EmbeddedIncomingRequest) -> None:
+        """Route CANCEL/ACK/ACK time-out of INVITE ``req`` (a re-INVITE) to it."""
+        if req.tx is not None:
+            self._invites[req.tx] = req
+
+    def add_dialog(self, dialog: EmbeddedDialog) -> None:
+        self._dialogs[dialog.sip.key] = dialog
+
+    def remove_dialog(self, dialog: EmbeddedDialog) -> None:
+        key = dialog.sip.key
+        if self._dialogs.get(key) is dialog:
+            del self._dialogs[key]
+
+    def active_dialogs(self) -> list[EmbeddedDialog]:
+        """The dialogs currently known (for inspection and shutdown)."""
+        return list(self._dialogs.values())
+
+    def flow_alive(self, flow: str | None) -> bool:
+        tcp = self.driver.tcp
+        return tcp is not None and tcp.connection(flow) is not None
+
+    def _local_host(self, transport: str, peer_host: str | None, flow: str | None) -> str:
+        addrs = self.addresses
+        if addrs.external is None and addrs.wildcard and flow is not None:
+            conn = self.driver.tcp.connection(flow) if self.driver.tcp else None
+            if conn is not None and conn.local_host:
+                return conn.local_host  # the address this connection really uses
+        return addrs.host_for(peer_host)
+
+    def local_contact(self, transport: str, peer_host: str | None = None,
+                      flow: str | None = None) -> str:
+        """Our Contact URI towards ``peer_host`` (over ``flow``)."""
+        host = self._local_host(transport, peer_host, flow)
+        uri = f"sip:{host_port(host, self.port)}"
+        return uri if transport == "udp" else f"{uri};transport={transport}"
+
+    def via_value(self, transport: str, peer_host: str | None, flow: str | None) -> str:
+        """Our Via for a new client transaction (fresh branch, ``rport``)."""
+        host = self._local_host(transport, peer_host, flow)
+        return (f"SIP/2.0/{transport.upper()} {host_port(host, self.port)}"
+                f";branch={self.ids.branch()};rport")
+
+    def send_request(self, request: SipRequest, dest: Peer, flow: str | None,
+                     user: ClientUser) -> int:
+        """Start a client transaction for ``request`` (our Via added); its events go to
+        ``user``. Returns the transaction id."""
+        if not request.has("via"):
+            request.add_header("Via", self.via_value(dest.transport, dest.host, flow),
+                               first=True)
+        tx, effects = self.core.send_request(request, dest, flow=flow)
+        self._clients[tx] = user
+        self.driver.run(effects)
+        return tx
+
+    def send_ack(self, ack: SipRequest, dest: Peer, invite_tx: int | None,
+                 flow: str | None) -> None:
+        """Send the ACK for a 2xx (a new branch); with ``invite_tx`` the core re-sends
+        it whenever that 2xx is retransmitted."""
+        if not ack.has("via"):
+            ack.add_header("Via", self.via_value(dest.transport, dest.host, flow), first=True)
+        self.driver.run(self.core.send_ack(ack, dest, invite_tx=invite_tx, flow=flow))
+
+    def authorized_copy(self, request: SipRequest, challenge: SipResponse,
+                        auth: Credentials, cseq: int) -> SipRequest | None:
+        """The request to re-send after a 401/407: same Call-ID, From tag, Request-URI
+        and body, CSeq ``cseq``, a new branch, and the digest credentials. None when
+        the challenge cannot be answered (no usable digest challenge)."""
+        try:
+            creds = self.digest.answer(challenge, request, username=auth.username,
+                                       password=auth.password)
+        except SipParseError as exc:
+            log.info("challenge not answered", status=challenge.status, reason=exc.reason,
+                     call_id=request.call_id)
+            return None
+        retry = request.copy()
+        for name in ("via", "authorization", "proxy-authorization"):
+            retry.remove_header(name)
+        retry.set_header("CSeq", f"{cseq} {request.method}")
+        for name, value in creds:
+            retry.add_header(name, value)
+        log.debug("answering digest challenge", status=challenge.status, method=request.method,
+                  call_id=request.call_id)
+        return retry
+
+    def ack_and_bye(self, request: SipRequest | None, response: SipResponse,
+                    invite_tx: int | None, dest: Peer | None, flow: str | None,
+                    reason: str, transport: str = "udp") -> None:
+        """ACK a 2xx we do not want (a second fork, a CANCEL race, a stray one) and
+        BYE the dialog it created. ``request`` None: rebuild what is needed from the
+        response (its Contact is the target)."""
+        try:
+            if request is None:
+                contacts = response.contacts
+                if not contacts:
+                    log.info("unwanted 2xx without Contact: cannot ACK", call_id=response.call_id)
+                    return
+                request = SipRequest("INVITE", contacts[0].uri_text)
+                request.headers = [("From", response.header("from") or ""),
+                                   ("To", response.header("to") or ""),
+                                   ("Call-ID", response.call_id),
+                                   ("CSeq", f"{response.cseq.seq} INVITE")]
+            sd = SipDialog.from_uac(request, response)
+        except SipParseError as exc:
+            log.info("unwanted 2xx not ACKed", call_id=response.call_id, error=exc.reason)
+            return
+        dialog = EmbeddedDialog(self, sd, peer=dest, flow=flow, transport=transport)
+        dialog.invite_tx = invite_tx
+        dialog.send_invite_ack(None)
+        dialog.end(reason, bye=True, notify=False)
+
     # ------------------------------------------------------------------ TU events
 
     def _on_event(self, effect: Effect) -> None:
@@ -259,37 +458,102 @@ class EmbeddedSipPort:
         req = ev.request
         tx = ev.tx
         if tx is None:
-            return  # an ACK for a 2xx: no dialogs yet
-        if req.to_tag is not None:
-            self.respond(tx, 481)  # no dialog can match yet
+            self._on_ack(ev)
+            return
+        to_tag = req.to_tag
+        if to_tag is not None:
+            self._in_dialog(ev, to_tag)
             return
         handler = self._handlers.get(req.method)
         if handler is None:
             self.respond(tx, 405, None, [("Allow", self.allow_header())])
             return
         ireq = EmbeddedIncomingRequest(self, req, tx, ev.source, ev.flow)
+        if req.method == "INVITE":
+            self._invites[tx] = ireq
+        else:
+            self._unanswered[tx] = (self.clock.monotonic(), ireq)
+        self.spawn(self._guard(_call(handler, ireq), ireq, req.method), req.method)
+
+    def _in_dialog(self, ev: RequestReceived, to_tag: str) -> None:
+        req = ev.request
+        tx = ev.tx
+        assert tx is not None
+        dialog = self._dialogs.get((req.call_id, to_tag, req.from_tag or ""))
+        if dialog is None:
+            self.respond(tx, 481)
+            return
+        status = dialog.sip.receive_request(req)
+        if status is not None:
+            self.respond(tx, status)
+            return
+        ireq = EmbeddedIncomingRequest(self, req, tx, ev.source, ev.flow, dialog=dialog)
         if req.method != "INVITE":
             self._unanswered[tx] = (self.clock.monotonic(), ireq)
-        self.spawn(self._run_handler(handler, ireq), req.method)
+        dialog.receive(ireq)
 
-    async def _run_handler(self, handler: Handler, req: EmbeddedIncomingRequest) -> None:
-        try:
-            result = handler(req)
-            if inspect.isawaitable(result):
-                await result
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("SIP request handler failed", method=req.method, call_id=req.call_id)
-            if not req.final_sent:
-                req.send_response(500)
+    def _on_ack(self, ev: RequestReceived) -> None:
+        """An ACK for a 2xx (tx None). ``invite_tx`` says which INVITE when known."""
+        ack = ev.request
+        ireq = self._invites.get(ev.invite_tx) if ev.invite_tx is not None else None
+        dialog = ireq.dialog if ireq is not None else None
+        if dialog is None:
+            to_tag = ack.to_tag
+            dialog = self._dialogs.get((ack.call_id, to_tag or "", ack.from_tag or ""))
+        if dialog is None:
+            log.debug("ACK for no dialog dropped", call_id=ack.call_id)
+            return
+        dialog.on_ack(ack, ev.source, ev.flow)
+
+    def _on_cancel(self, ev: CancelReceived) -> None:
+        ireq = self._invites.get(ev.invite_tx)
+        if ireq is not None:
+            log.info("INVITE cancelled by the caller", call_id=ireq.call_id)
+            ireq.mark_cancelled()
+
+    def _on_ack_timeout(self, ev: AckTimeout) -> None:
+        ireq = self._invites.get(ev.tx)
+        if ireq is not None and ireq.dialog is not None:
+            ireq.dialog.on_ack_timeout(ev.tx)
+
+    def _on_response(self, ev: ResponseReceived) -> None:
+        tx = ev.tx
+        if tx is None:
+            self._stray_2xx(ev.response)
+            return
+        user = self._clients.get(tx)
+        if user is not None:
+            user.on_response(tx, ev.response, ev.retransmission)
+
+    def _stray_2xx(self, response: SipResponse) -> None:
+        """A 2xx to an INVITE whose transaction is gone (a late fork): ACK it, BYE it."""
+        log.info("stray 2xx to an INVITE: ACK and BYE", call_id=response.call_id)
+        self.ack_and_bye(None, response, None, None, None, "stray 2xx")
 
     def _on_timeout(self, ev: TransactionTimeout) -> None:
+        user = self._clients.get(ev.tx)
+        if user is not None:
+            user.on_timeout(ev.tx, ev.timer)
+            return
         log.debug("SIP transaction timed out", tx=ev.tx, timer=ev.timer,
                   method=ev.request.method, call_id=ev.request.call_id)
 
+    def _on_transport_failure(self, ev: TransportFailure) -> None:
+        user = self._clients.get(ev.tx)
+        if user is not None:
+            user.on_transport_failure(ev.tx, ev.reason)
+            return
+        ireq = self._invites.get(ev.tx)
+        if ireq is not None and ireq.dialog is not None:
+            ireq.dialog.on_transport_failure(ev.tx, ev.reason)
+
     def _on_terminated(self, ev: TransactionTerminated) -> None:
-        self._unanswered.pop(ev.tx, None)
+        tx = ev.tx
+        self._unanswered.pop(tx, None)
+        self._invites.pop(tx, None)
+        user = self._clients.pop(tx, None)
+        if user is not None:
+            user.on_terminated(tx)
 
     def _on_rejected(self, ev: MessageRejected) -> None:
         log.debug("malformed SIP message", source=f"{ev.source.host}:{ev.source.port}",
@@ -319,3 +583,9 @@ class EmbeddedSipPort:
 
 async def _await(awaitable: Awaitable[Any]) -> Any:
     return await awaitable
+
+
+async def _call(handler: Handler, req: EmbeddedIncomingRequest) -> None:
+    result = handler(req)
+    if inspect.isawaitable(result):
+        await result

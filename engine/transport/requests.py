@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from engine.errors import SipError
 from engine.log import get_logger
 from engine.ports import Headers, Peer
 from engine.sip.errors import TransactionStateError
@@ -101,7 +102,7 @@ class EmbeddedIncomingRequest:
             self._cancel_cbs = []
         self._cancel_cbs.append(callback)
 
-    def _cancelled(self) -> None:
+    def mark_cancelled(self) -> None:
         """The stack processed a CANCEL for this INVITE (200 + 487 sent)."""
         self.cancelled = True
         self.final_sent = True
@@ -117,7 +118,8 @@ class EmbeddedIncomingRequest:
     ) -> None:
         """Send a response. Provisional responses (101-199) may be sent several times;
         after a final one every further response is ignored (logged). The To tag is
-        chosen once per transaction."""
+        chosen once per transaction. A 2xx to an INVITE does what ``answer`` does
+        (Contact added unless given, dialog created) — use ``answer`` to get the dialog."""
         self.send_response(status, reason, headers=headers, body=body,
                            content_type=content_type)
 
@@ -134,11 +136,15 @@ class EmbeddedIncomingRequest:
                 log.warning("response ignored: final response already sent", status=status,
                             method=self.method, call_id=self.call_id)
             return False
-        return self._send(status, reason, header_items(headers), body,
-                          content_type) is not None
+        items = header_items(headers)
+        if self.method == "INVITE" and 200 <= status < 300:
+            return self._port.answer_invite(self, status, reason, items, body,
+                                            content_type) is not None
+        return self.transmit(status, reason, items, body, content_type) is not None
 
-    def _send(self, status: int, reason: str | None, items: list[tuple[str, str]],
-              body: bytes, content_type: str | None) -> SipResponse | None:
+    def transmit(self, status: int, reason: str | None, items: list[tuple[str, str]],
+                 body: bytes, content_type: str | None) -> SipResponse | None:
+        """Send a response on the transaction (no checks; the port's building block)."""
         port = self._port
         assert self.tx is not None
         try:
@@ -152,5 +158,30 @@ class EmbeddedIncomingRequest:
         if status >= 200:
             self.final_sent = True
             port.answered(self)
+            if self.dialog is not None and status < 300 and self.method == "UPDATE":
+                self.dialog.update_answered(self, body)
         port.driver.run(effects)
         return resp
+
+    async def answer(self, *, sdp: bytes, headers: Headers = ()) -> EmbeddedDialog:
+        """Answer an INVITE with 200 + ``sdp`` (+ our Contact unless ``headers`` has
+        one) and return the UAS dialog. The ACK is awaited by the stack: it goes to
+        the dialog's ``ack`` listener (for a late-offer INVITE it carries the answer,
+        then in ``dialog.remote_sdp``); without it within 64*T1 the peer is sent a BYE
+        and the dialog gets a ``bye`` event whose ``reason`` is ``ACK timeout``.
+        For a re-INVITE (``dialog`` set) the existing dialog is returned, updated.
+
+        Raises ``SipError(487)`` if the INVITE was cancelled, ``SipError(500)`` if a
+        final response was already sent, ``SipError(400)`` (after answering 400) when
+        the INVITE has no usable Contact."""
+        if self.method != "INVITE":
+            raise SipError(500, f"answer() on a {self.method}")
+        if self.cancelled:
+            raise SipError(487, "Request Terminated")
+        if self.final_sent:
+            raise SipError(500, "final response already sent")
+        dialog = self._port.answer_invite(self, 200, None, header_items(headers), sdp,
+                                          "application/sdp" if sdp else None)
+        if dialog is None:
+            raise SipError(500, "answer not sent")
+        return dialog

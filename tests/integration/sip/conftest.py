@@ -102,3 +102,26 @@ def sip_message(method: str, port: int, local_port: int, *, branch: str, call_id
             f"Contact: <sip:raw@127.0.0.1:{local_port}>\r\nMax-Forwards: 70\r\n{extra}"
             f"Content-Length: {len(body.encode())}\r\n\r\n{body}")
     return text.encode()
+
+
+def sipp_log(result: SippResult) -> list[tuple[str, str]]:
+    """SIPp's message trace as ``(direction, message)``; direction ``sent``/``received``."""
+    out: list[tuple[str, str]] = []
+    for block in result.messages.split("-----------------------------------------------"):
+        head, _, msg = block.partition("\n\n")
+        if "message sent" in head:
+            out.append(("sent", msg.strip()))
+        elif "message received" in head:
+            out.append(("received", msg.strip()))
+    return out
+
+
+def count(result: SippResult, direction: str, start: str, cseq: str | None = None) -> int:
+    """How many messages SIPp ``direction`` whose start line begins with ``start``
+    (and whose CSeq header is ``cseq``)."""
+    n = 0
+    for d, msg in sipp_log(result):
+        if d == direction and msg.startswith(start) and (
+                cseq is None or f"\nCSeq: {cseq}\n" in msg.replace("\r", "") + "\n"):
+            n += 1
+    return n

@@ -1,0 +1,406 @@
+"""``EmbeddedDialog``: an INVITE dialog (either side) as ``engine.ports.Dialog``.
+
+State (tags, CSeq, route set, remote target) is the pure
+:class:`~engine.sip.dialog.SipDialog`; this class adds the I/O: sending
+BYE/re-INVITE/other in-dialog requests, the ACK rules, the listeners for
+received in-dialog requests and the ``connected`` flag.
+
+Where in-dialog requests go: the Request-URI is the remote target (Contact)
+or the route set per RFC 3261 §12.2.1.1. With a route set they go to its
+first entry; without one they go to the address the dialog was set up with
+(the source of the peer's INVITE, or where our INVITE went) — which is the
+Contact's address for a directly reachable peer, and the only working
+address for a peer behind NAT. Over TCP the dialog's connection (flow) is
+reused while it is open.
+
+A dialog ends (``connected`` False, removed from the port) on a BYE either
+way, a 408/481 to one of our in-dialog requests, a missing ACK (64*T1) or a
+transport failure of our 2xx. Except for a BYE we sent ourselves, the
+``bye`` listener then hears of it: for a received BYE it gets the request
+(already answered 200); otherwise a notification whose ``reason`` says why.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from engine.log import get_logger
+from engine.ports import Credentials, Headers, IncomingRequest, Peer
+from engine.sip.dialog import TERMINATED, SipDialog
+from engine.sip.message import SipMessage, SipRequest, SipResponse
+from engine.transport.client import RequestWaiter, local_response
+from engine.transport.requests import EmbeddedIncomingRequest, header_items
+from engine.transport.resolve import Target, target_of
+
+if TYPE_CHECKING:
+    from engine.transport.port import EmbeddedSipPort
+
+log = get_logger("engine.transport.dialog")
+
+Listener = Callable[[IncomingRequest], Awaitable[None] | None]
+
+EVENTS = {"BYE": "bye", "INVITE": "reinvite", "UPDATE": "update", "INFO": "info",
+          "REFER": "refer", "NOTIFY": "notify", "OPTIONS": "options", "MESSAGE": "message",
+          "ACK": "ack"}
+_EVENT_NAMES = frozenset(EVENTS.values())
+SDP = "application/sdp"
+
+
+def sdp_body(msg: SipMessage) -> bytes | None:
+    """The SDP a message carries, if any (Content-Type application/sdp, or a body
+    that starts like SDP when the type is missing)."""
+    body = msg.body
+    if not body:
+        return None
+    ctype = msg.content_type
+    if ctype == SDP or (ctype is None and body.lstrip()[:2] == b"v="):
+        return body
+    return None
+
+
+class EmbeddedDialog:
+    """One INVITE dialog. Build it through the port (``answer()``/``invite()``)."""
+
+    def __init__(self, port: EmbeddedSipPort, sip: SipDialog, *, peer: Peer | None,
+                 flow: str | None, transport: str, auth: Credentials | None = None,
+                 local_sdp: bytes | None = None, remote_sdp: bytes | None = None):
+        self.port = port
+        self.sip = sip
+        self.peer = peer
+        self.flow = flow
+        self.transport = transport
+        self.auth = auth
+        self.local_sdp = local_sdp
+        self.remote_sdp = remote_sdp
+        self.connected = True
+        self.ended_reason: str | None = None
+        self._listeners: dict[str, Listener] = {}
+        self._lock: asyncio.Lock | None = None  # our re-INVITEs, one at a time
+        self._reinvite_in: EmbeddedIncomingRequest | None = None  # theirs, until answered
+        self._awaiting_ack: int | None = None  # tx of the INVITE whose 2xx awaits their ACK
+        self.invite_tx: int | None = None  # UAC: our INVITE (the core re-sends its ACK)
+        self._late_ack: Any = None  # UAC late offer: timer until the application ACKs
+
+    def __repr__(self) -> str:
+        return f"<EmbeddedDialog {self.sip.role} {self.id} connected={self.connected}>"
+
+    # ------------------------------------------------------------------ ports.Dialog
+
+    @property
+    def id(self) -> str:
+        """``<Call-ID>;from-tag=<tag of the dialog-creating INVITE's From>``."""
+        return self.sip.id
+
+    @property
+    def call_id(self) -> str:
+        return self.sip.call_id
+
+    @property
+    def local_tag(self) -> str:
+        return self.sip.local_tag
+
+    @property
+    def remote_tag(self) -> str:
+        return self.sip.remote_tag
+
+    @property
+    def role(self) -> str:
+        """``uac`` (we sent the INVITE) or ``uas``."""
+        return self.sip.role
+
+    def on(self, event: str, callback: Listener) -> None:
+        """Listen for in-dialog requests: ``bye``, ``reinvite``, ``update``, ``info``,
+        ``refer``, ``notify``, ``options``, ``message``, ``ack``. One listener per
+        event (a new one replaces the old). The callback gets the request and must
+        answer it (``reply``; for a re-INVITE ``answer(sdp=…)``), except for ``bye``
+        (already answered 200, the dialog has ended) and ``ack``. Called in network
+        order from the socket callback; a returned coroutine runs as a task. If it
+        raises before answering, the request is answered 500.
+
+        Without a listener: BYE → 200; re-INVITE → 200 with the current local SDP;
+        UPDATE with an offer → 200 with the current local SDP; the others → 200."""
+        if event not in _EVENT_NAMES:
+            raise ValueError(f"unknown dialog event {event!r}; one of {sorted(_EVENT_NAMES)}")
+        self._listeners[event] = callback
+
+    def off(self, event: str) -> None:
+        """Remove the listener of ``event`` (the default behaviour applies again)."""
+        self._listeners.pop(event, None)
+
+    async def ack(self, *, sdp: bytes | None = None) -> None:
+        """UAC late offer only: send the ACK for the 2xx, carrying the answer ``sdp``.
+        Must come within 64*T1 of the 2xx, else the port ACKs without a body and
+        BYEs. A no-op for dialogs the stack has already ACKed."""
+        handle, self._late_ack = self._late_ack, None
+        if handle is None:
+            log.debug("ack() ignored: nothing to acknowledge", dialog=self.id)
+            return
+        handle.cancel()
+        if sdp:
+            self.local_sdp = sdp
+        self.send_invite_ack(sdp)
+
+    async def bye(self, *, headers: Headers = ()) -> None:
+        """End the dialog: send BYE and wait for its final response (or the time-out).
+        Never raises (failures are logged); a second call does nothing. The ``bye``
+        listener is not called for our own BYE."""
+        if not self.connected:
+            return
+        items = header_items(headers)
+        self.end("BYE sent", notify=False)
+        await self._send_bye(self.sip.create_request("BYE", headers=items))
+
+    async def reinvite(self, *, sdp: bytes | None, headers: Headers = ()) -> SipResponse:
+        """Send a re-INVITE (``sdp`` None: an offerless one; the 2xx's offer is then
+        answered in the ACK with the current local SDP) and return the final response.
+        A 2xx is ACKed and updates ``local_sdp``/``remote_sdp``. Re-INVITEs of this
+        dialog are sent one at a time (callers queue). A dialog that has ended gets a
+        local 481; no answer within 64*T1 gives a local 408 (and ends the dialog)."""
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        async with self._lock:
+            req = self.sip.create_request(
+                "INVITE", headers=header_items(headers), body=sdp or b"",
+                content_type=SDP if sdp else None)
+            if not self.connected:
+                return local_response(req, 481)
+            waiter, resp = await self._transact(req)
+            if 200 <= resp.status < 300:
+                self.sip.receive_response(waiter.request, resp)
+                if sdp:
+                    self.local_sdp = sdp
+                offer = sdp_body(resp)
+                if offer is not None:
+                    self.remote_sdp = offer
+                answer = None if sdp else self.local_sdp
+                ack = self.sip.create_ack(waiter.request.cseq.seq, body=answer or b"",
+                                          content_type=SDP if answer else None)
+                self.port.send_ack(ack, waiter.dest, waiter.tx, self.flow)
+            else:
+                self._after_response(waiter.request, resp)
+            return resp
+
+    async def request(self, method: str, *, headers: Headers = (), body: bytes = b"",
+                      content_type: str | None = None) -> SipResponse:
+        """Send an in-dialog INFO, REFER, NOTIFY, UPDATE, OPTIONS or MESSAGE and return
+        its final response (401/407 answered once with the dialog's credentials; local
+        408 on time-out, local 503 on transport failure, local 481 once the dialog has
+        ended). A 408/481 from the peer ends the dialog. A 2xx to an UPDATE with SDP
+        updates ``local_sdp``/``remote_sdp``."""
+        method = method.upper()
+        if method in ("INVITE", "ACK", "CANCEL", "BYE"):
+            raise ValueError(f"use reinvite()/bye() for {method}")
+        if content_type is None and body[:2] == b"v=":
+            content_type = SDP
+        req = self.sip.create_request(method, headers=header_items(headers), body=body,
+                                      content_type=content_type)
+        if not self.connected:
+            return local_response(req, 481)
+        waiter, resp = await self._transact(req)
+        self._after_response(waiter.request, resp)
+        if method == "UPDATE" and 200 <= resp.status < 300 and content_type == SDP:
+            self.local_sdp = body
+            self.remote_sdp = sdp_body(resp) or self.remote_sdp
+        return resp
+
+    # ------------------------------------------------------------------ sending
+
+    def _retry_cseq(self) -> int:
+        return self.sip.next_cseq()
+
+    async def _transact(self, req: SipRequest) -> tuple[RequestWaiter, SipResponse]:
+        try:
+            dest = await self.dest()
+        except Exception as exc:  # an unresolvable route: as a transport failure
+            log.info("in-dialog request not sent", dialog=self.id, method=req.method,
+                     error=str(exc))
+            return RequestWaiter(self.port, req, Peer("", 0)), local_response(req, 503)
+        waiter = RequestWaiter(self.port, req, dest, self.flow, self.auth,
+                               next_cseq=self._retry_cseq)
+        resp = await waiter.start()
+        return waiter, resp
+
+    def _after_response(self, req: SipRequest, resp: SipResponse) -> None:
+        self.sip.receive_response(req, resp)
+        if resp.status in (408, 481) and req.method != "BYE":
+            self.end(f"{resp.status} {resp.reason}".strip())
+
+    async def _send_bye(self, bye: SipRequest) -> None:
+        try:
+            _, resp = await self._transact(bye)
+            log.debug("BYE answered", dialog=self.id, status=resp.status)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("BYE failed", dialog=self.id)
+
+    def send_invite_ack(self, sdp: bytes | None = None) -> None:
+        """UAC: ACK the 2xx of our INVITE (the core re-sends it if the 2xx repeats)."""
+        ack = self.sip.create_ack(body=sdp or b"", content_type=SDP if sdp else None)
+        dest = self.dest_now()
+        if dest is not None:
+            self.port.send_ack(ack, dest, self.invite_tx, self.flow)
+            return
+
+        async def resolve_and_send() -> None:
+            self.port.send_ack(ack, await self.dest(), self.invite_tx, self.flow)
+
+        self.port.spawn(resolve_and_send(), "ACK")
+
+    def _target(self) -> Target | None:
+        """The next hop to resolve, or None to use ``peer``."""
+        sd = self.sip
+        if sd.route_set or self.peer is None:
+            return target_of(sd.next_hop(), self.transport)
+        if self.transport != "udp" and not self.port.flow_alive(self.flow):
+            return target_of(sd.next_hop(), self.transport)
+        return None
+
+    def dest_now(self) -> Peer | None:
+        """Where the next in-dialog request goes, if known without a DNS lookup."""
+        target = self._target()
+        if target is None:
+            return self.peer
+        return self.port.resolver.resolve_now(target)
+
+    async def dest(self) -> Peer:
+        target = self._target()
+        if target is None:
+            assert self.peer is not None
+            return self.peer
+        return await self.port.resolver.resolve(target)
+
+    # ------------------------------------------------------------------ ending
+
+    def end(self, reason: str, *, bye: bool = False, notify: bool = True) -> None:
+        """Mark the dialog ended (idempotent). ``bye``: also send a BYE carrying
+        ``Reason: SIP;cause=200;text="<reason>"``. ``notify``: tell the ``bye``
+        listener with a notification whose ``reason`` is ``reason``."""
+        if not self.connected:
+            return
+        self.connected = False
+        self.ended_reason = reason
+        self.sip.state = TERMINATED
+        self.port.remove_dialog(self)
+        if self._late_ack is not None:  # the 2xx still needs its ACK before any BYE
+            self._late_ack.cancel()
+            self._late_ack = None
+            self.send_invite_ack(None)
+        pending = self._reinvite_in
+        if pending is not None and not pending.final_sent:
+            pending.send_response(487)
+        bye_req = self.sip.create_request(
+            "BYE", headers=[("Reason", f'SIP;cause=200;text="{reason}"')] if bye else ())
+        if bye:
+            self.port.spawn(self._send_bye(bye_req), "BYE")
+        if notify:
+            cb = self._listeners.get("bye")
+            if cb is not None:
+                notice = EmbeddedIncomingRequest(self.port, bye_req, None, self.peer or Peer(
+                    "", 0, self.transport), self.flow, dialog=self, reason=reason)
+                self.port.safe_call(cb, "bye", notice)
+        log.info("dialog ended", dialog=self.id, reason=reason)
+
+    # ------------------------------------------------------------------ received requests
+
+    def receive(self, req: EmbeddedIncomingRequest) -> None:
+        """An in-dialog request (not ACK) matched to this dialog by the port."""
+        method = req.method
+        event = EVENTS.get(method)
+        if event is None:
+            req.send_response(501)
+            return
+        if method == "BYE":
+            req.send_response(200)
+            self.end("BYE received", notify=False)
+            cb = self._listeners.get("bye")
+            if cb is not None:
+                self.port.safe_call(cb, "bye", req)
+            return
+        if method == "INVITE":
+            self._receive_reinvite(req)
+            return
+        cb = self._listeners.get(event)
+        if cb is not None:
+            self.port.fire(cb, req, event)
+        elif method == "UPDATE" and sdp_body(req.message) is not None and self.local_sdp:
+            req.send_response(200, body=self.local_sdp, content_type=SDP)
+        else:
+            req.send_response(200)
+
+    def _receive_reinvite(self, req: EmbeddedIncomingRequest) -> None:
+        if self._lock is not None and self._lock.locked():
+            req.send_response(491)  # §14.2: ours is pending
+            return
+        prev = self._reinvite_in
+        if (prev is not None and not prev.final_sent) or self._awaiting_ack is not None:
+            # §14.2: an earlier INVITE of theirs is not finished yet
+            req.send_response(500, headers=[("Retry-After", str(random.randint(0, 10)))])
+            return
+        self._reinvite_in = req
+        self.port.track_invite(req)
+        cb = self._listeners.get("reinvite")
+        if cb is not None:
+            self.port.fire(cb, req, "reinvite")
+        else:
+            self.port.answer_invite(req, 200, None, [], self.local_sdp or b"",
+                                    SDP if self.local_sdp else None)
+
+    def invite_answered(self, req: EmbeddedIncomingRequest, body: bytes) -> None:
+        """We sent a 2xx to the peer's INVITE ``req`` (initial or re-INVITE)."""
+        offer = sdp_body(req.message)
+        if offer is not None:
+            self.remote_sdp = offer
+        if body:
+            self.local_sdp = body
+        self._awaiting_ack = req.tx
+        if self._reinvite_in is req:
+            self._reinvite_in = None
+
+    def update_answered(self, req: EmbeddedIncomingRequest, body: bytes) -> None:
+        """We sent a 2xx to the peer's UPDATE ``req``."""
+        offer = sdp_body(req.message)
+        if offer is not None:
+            self.remote_sdp = offer
+            if body:
+                self.local_sdp = body
+
+    def on_ack(self, ack: SipRequest, source: Peer, flow: str | None) -> None:
+        """The peer's ACK for our 2xx (a late offer's answer may ride on it)."""
+        self._awaiting_ack = None
+        answer = sdp_body(ack)
+        if answer is not None:
+            self.remote_sdp = answer
+        cb = self._listeners.get("ack")
+        if cb is not None:
+            self.port.safe_call(cb, "ack", EmbeddedIncomingRequest(
+                self.port, ack, None, source, flow, dialog=self))
+
+    def on_ack_timeout(self, tx: int) -> None:
+        """No ACK for our 2xx within 64*T1: BYE the peer and end (RFC 3261 §13.3.1.4)."""
+        if self._awaiting_ack == tx:
+            self._awaiting_ack = None
+            self.end("ACK timeout", bye=True)
+
+    def on_transport_failure(self, tx: int, reason: str) -> None:
+        """Our 2xx could not be sent: the peer will never ACK."""
+        if self._awaiting_ack == tx:
+            self._awaiting_ack = None
+            self.end(f"transport failure: {reason}")
+
+    def expect_late_ack(self, invite_tx: int) -> None:
+        """UAC late offer: the 2xx carried the offer; the application ACKs with
+        ``ack(sdp=…)`` within 64*T1, or the port ACKs without a body and BYEs."""
+        self.invite_tx = invite_tx
+        self._late_ack = self.port.clock.call_later(self.port.timers.timeout,
+                                                    self._late_ack_expired)
+
+    def _late_ack_expired(self) -> None:
+        if self._late_ack is None:
+            return
+        self._late_ack = None
+        self.send_invite_ack(None)
+        self.end("ACK not sent by the application", bye=True)
