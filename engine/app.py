@@ -77,7 +77,7 @@ class App:
         # transactions per second would otherwise trigger a collection every few ms).
         gc.freeze()
         gc.set_threshold(50_000, 20, 20)
-        log.info("ready", **summary)
+        log.milestone("ready", **summary)
 
     async def _stop_started(self) -> None:
         for component in reversed(self.started):
@@ -113,7 +113,7 @@ class App:
     async def shutdown(self) -> None:
         self.draining = True
         grace = self.settings.shutdown_grace_secs
-        log.info("draining", grace_secs=grace)
+        log.milestone("draining", grace_secs=grace)
         for component in self.started:
             component.refuse_new_work()
         deadline = asyncio.get_running_loop().time() + grace
@@ -126,7 +126,7 @@ class App:
             log.warning("grace period over; ending remaining work",
                         busy=sum(c.busy() for c in self.started))
         await self._stop_started()
-        log.info("stopped")
+        log.milestone("stopped")
 
 
 ComponentFactory = Callable[[Settings], list[Component]]

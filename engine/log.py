@@ -119,6 +119,12 @@ class Logger:
     def error(self, msg: str, **fields: Any) -> None:
         self._log(logging.ERROR, msg, fields)
 
+    def milestone(self, msg: str, **fields: Any) -> None:
+        """A lifecycle line (ready, draining, stopped) shown whatever LOGLEVEL says: at info,
+        or at the configured level when that is higher."""
+        level = max(logging.INFO, self._logger.getEffectiveLevel())
+        self._log(level, msg, fields)
+
     def exception(self, msg: str, **fields: Any) -> None:
         self._log(logging.ERROR, msg, fields, exc_info=True)
 

@@ -1,0 +1,155 @@
+"""Shared plumbing for the benchmarks: start Redis, RTPEngine, a webhook app and the
+daemon on free loopback ports, run SIPp at a given rate, read its statistics."""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port(kind: int = socket.SOCK_STREAM) -> int:
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def free_sip_port() -> int:
+    for _ in range(50):
+        port = free_port(socket.SOCK_DGRAM)
+        with contextlib.suppress(OSError), socket.socket() as t:
+            t.bind(("127.0.0.1", port))
+            return port
+    raise RuntimeError("no free port")
+
+
+@dataclass
+class Proc:
+    name: str
+    proc: subprocess.Popen
+    log: Path
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+
+
+def spawn(name: str, argv: list[str], workdir: Path, env: dict[str, str] | None = None) -> Proc:
+    log = workdir / f"{name}.log"
+    with open(log, "wb") as fh:
+        proc = subprocess.Popen(argv, stdout=fh, stderr=subprocess.STDOUT,
+                                start_new_session=True, env=env, cwd=workdir)
+    return Proc(name, proc, log)
+
+
+def wait_for(check, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        with contextlib.suppress(Exception):
+            if check():
+                return
+        time.sleep(0.05)
+    raise RuntimeError(f"{what} did not start")
+
+
+@contextlib.contextmanager
+def services(config: dict, *, env: dict[str, str] | None = None, webhooks: bool = False,
+             webhook_args: list[str] | None = None,
+             rtp_ports: int = 2000) -> Iterator[dict[str, object]]:
+    """Redis, RTPEngine, optionally the example webhook app, and the daemon."""
+    workdir = Path(tempfile.mkdtemp(prefix="bench-"))
+    procs: list[Proc] = []
+    try:
+        redis_port = free_port()
+        procs.append(spawn("redis", ["redis-server", "--bind", "127.0.0.1", "--port",
+                                     str(redis_port), "--save", "", "--appendonly", "no"],
+                           workdir))
+        ng = free_port(socket.SOCK_DGRAM)
+        base = 30000
+        procs.append(spawn("rtpengine", [
+            "rtpengine", "--config-file=none", "--table=-1", "--foreground", "--log-stderr",
+            "--log-level=3", "--interface=127.0.0.1", f"--listen-ng=127.0.0.1:{ng}",
+            f"--port-min={base}", f"--port-max={base + rtp_ports - 1}", "--delete-delay=0",
+            "--timeout=600"], workdir))
+        hook_port = None
+        if webhooks:
+            hook_port = free_port()
+            procs.append(spawn("webhooks", [sys.executable, str(ROOT / "tools" /
+                                                                "example_webhooks.py"),
+                                            "--port", str(hook_port),
+                                            *(webhook_args or [])], workdir))
+            wait_for(lambda: socket.create_connection(("127.0.0.1", hook_port), 0.2),
+                     10, "webhooks")
+        text = json.dumps(config).replace("HOOKPORT", str(hook_port or 0))
+        (workdir / "config.json").write_text(text)
+        sip_port = free_sip_port()
+        daemon_env = {**os.environ, "DATA_SOURCE": "json",
+                      "CONFIG_FILE": str(workdir / "config.json"),
+                      "REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
+                      "RTPENGINE_HOST": f"127.0.0.1:{ng}", "SIP_HOST": "127.0.0.1",
+                      "SIP_PORT": str(sip_port), "LOGLEVEL": "warning",
+                      "NONCE_SECRET": "bench", "FILE_PATH": str(workdir),
+                      **(env or {})}
+        daemon = spawn("pbx", [sys.executable, "-m", "engine", "run"], workdir, daemon_env)
+        procs.append(daemon)
+        wait_for(lambda: b'"ready"' in daemon.log.read_bytes() or daemon.proc.poll() is not None,
+                 30, "daemon")
+        if daemon.proc.poll() is not None:
+            raise RuntimeError(daemon.log.read_text()[-3000:])
+        yield {"workdir": workdir, "sip": f"127.0.0.1:{sip_port}", "daemon": daemon,
+               "redis_port": redis_port, "ng": ng}
+    finally:
+        for p in reversed(procs):
+            p.stop()
+
+
+def sipp_stats(path: Path) -> dict[str, str]:
+    rows = list(csv.reader(path.read_text(errors="replace").splitlines(), delimiter=";"))
+    return dict(zip(rows[0], rows[-1], strict=False)) if len(rows) > 1 else {}
+
+
+def run_sipp(scenario: Path, target: str, *, rate: float, seconds: float, workdir: Path,
+             extra: list[str] | None = None, keys: dict[str, str] | None = None,
+             inject: Path | None = None) -> dict[str, float]:
+    """Run SIPp at ``rate`` calls/s for ``seconds``; returns created/successful/failed and
+    the achieved rate."""
+    run_dir = Path(tempfile.mkdtemp(prefix="sipp-", dir=workdir))
+    total = int(rate * seconds)
+    argv = ["sipp", "-sf", str(scenario), target, "-i", "127.0.0.1", "-p",
+            str(free_port(socket.SOCK_DGRAM)), "-cp", str(free_port(socket.SOCK_DGRAM)),
+            "-r", str(int(rate)), "-rp", "1000", "-m", str(total), "-l", str(max(200, total)),
+            "-nostdin", "-buff_size", "4194304", "-trace_stat", "-trace_err", "-stf", "stat.csv",
+            "-fd", "1", "-timeout", f"{int(seconds * 3 + 30)}s", "-max_recv_loops", "10000",
+            "-max_sched_loops", "10000"]
+    for k, v in (keys or {}).items():
+        argv += ["-key", k, v]
+    if inject is not None:
+        argv += ["-inf", str(inject)]
+    argv += extra or []
+    started = time.monotonic()
+    subprocess.run(argv, cwd=run_dir, capture_output=True, check=False,
+                   timeout=seconds * 3 + 60)
+    elapsed = time.monotonic() - started
+    stats = sipp_stats(run_dir / "stat.csv")
+    ok = float(stats.get("SuccessfulCall(C)", 0) or 0)
+    failed = float(stats.get("FailedCall(C)", 0) or 0)
+    return {"rate": rate, "created": float(stats.get("OutgoingCall(C)", 0) or 0),
+            "successful": ok, "failed": failed, "elapsed": elapsed,
+            "achieved": ok / elapsed if elapsed else 0.0}
