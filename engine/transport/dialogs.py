@@ -27,9 +27,11 @@ import random
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
+from engine.errors import SipTransportError
 from engine.log import get_logger
 from engine.ports import Credentials, Headers, IncomingRequest, Peer
 from engine.sip.dialog import TERMINATED, SipDialog
+from engine.sip.errors import SipParseError
 from engine.sip.message import SipMessage, SipRequest, SipResponse
 from engine.transport.client import RequestWaiter, local_response
 from engine.transport.requests import EmbeddedIncomingRequest, header_items
@@ -240,27 +242,40 @@ class EmbeddedDialog:
     def send_invite_ack(self, sdp: bytes | None = None) -> None:
         """UAC: ACK the 2xx of our INVITE (the core re-sends it if the 2xx repeats)."""
         ack = self.sip.create_ack(body=sdp or b"", content_type=SDP if sdp else None)
-        dest = self.dest_now()
+        try:
+            dest = self.dest_now()
+        except SipTransportError as exc:
+            log.info("ACK not sent", dialog=self.id, error=str(exc))
+            return
         if dest is not None:
             self.port.send_ack(ack, dest, self.invite_tx, self.flow)
             return
 
         async def resolve_and_send() -> None:
-            self.port.send_ack(ack, await self.dest(), self.invite_tx, self.flow)
+            try:
+                dest = await self.dest()
+            except SipTransportError as exc:
+                log.info("ACK not sent", dialog=self.id, error=str(exc))
+                return
+            self.port.send_ack(ack, dest, self.invite_tx, self.flow)
 
         self.port.spawn(resolve_and_send(), "ACK")
 
     def _target(self) -> Target | None:
-        """The next hop to resolve, or None to use ``peer``."""
+        """The next hop to resolve, or None to use ``peer``. Raises
+        ``SipTransportError`` when the route/remote target is no usable SIP URI."""
         sd = self.sip
-        if sd.route_set or self.peer is None:
+        if not (sd.route_set or self.peer is None
+                or (self.transport != "udp" and not self.port.flow_alive(self.flow))):
+            return None
+        try:
             return target_of(sd.next_hop(), self.transport)
-        if self.transport != "udp" and not self.port.flow_alive(self.flow):
-            return target_of(sd.next_hop(), self.transport)
-        return None
+        except (ValueError, SipParseError) as exc:
+            raise SipTransportError(f"no usable next hop: {exc}") from exc
 
     def dest_now(self) -> Peer | None:
-        """Where the next in-dialog request goes, if known without a DNS lookup."""
+        """Where the next in-dialog request goes, if known without a DNS lookup
+        (raises ``SipTransportError`` for an unusable next hop)."""
         target = self._target()
         if target is None:
             return self.peer

@@ -11,6 +11,7 @@ goes to port 5060.
 from __future__ import annotations
 
 import asyncio
+import re
 import socket
 from dataclasses import dataclass
 
@@ -20,6 +21,8 @@ from engine.sip.errors import SipParseError
 from engine.sip.uri import SipUri, parse_name_addr, parse_uri
 from engine.transport.addresses import is_ip, strip_brackets
 
+# "scheme:" that is not "host:port" (a host may look like a scheme: pbx.example.com:5060)
+_SCHEME_RE = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*:(?![0-9]+(?:[;?]|$))")
 DEFAULT_PORTS = {"udp": 5060, "tcp": 5060, "tls": 5061, "ws": 80, "wss": 443}
 
 
@@ -60,8 +63,7 @@ def parse_target(text: str, default_transport: str = "udp") -> Target:
         if value.startswith("<") or '"' in value:
             uri = parse_name_addr(value).uri
         else:
-            low = value.lower()
-            uri = parse_uri(value if low.startswith(("sip:", "sips:")) else f"sip:{value}")
+            uri = parse_uri(value if _SCHEME_RE.match(value) else f"sip:{value}")
     except SipParseError as exc:
         raise ValueError(f"bad SIP URI {text!r}: {exc}") from exc
     return target_of(uri, default_transport)
