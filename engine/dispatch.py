@@ -29,7 +29,7 @@ declare_events(
 )
 
 # method → machine that handles it
-ROUTES: dict[str, str] = {"REGISTER": "registration"}
+ROUTES: dict[str, str] = {"REGISTER": "registration", "INVITE": "inbound_call"}
 
 
 class SipDispatcher:
