@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Protocol
 from engine.log import get_logger
 from engine.ports import Credentials, Peer
 from engine.sip.builders import make_response
+from engine.sip.digest import DigestClient
+from engine.sip.errors import SipParseError
 from engine.sip.message import SipRequest, SipResponse
 
 if TYPE_CHECKING:
@@ -39,6 +41,29 @@ def local_response(request: SipRequest, status: int, reason: str | None = None) 
     """A response made up locally for ``request`` (408 on time-out, 503 on transport
     failure), shaped like one from the network (Via/From/To/Call-ID/CSeq copied)."""
     return make_response(request, status, reason)
+
+
+def authorized_copy(digest: DigestClient, request: SipRequest, challenge: SipResponse,
+                    auth: Credentials, cseq: int) -> SipRequest | None:
+    """The request to re-send after a 401/407: same Call-ID, From tag, Request-URI
+    and body, CSeq ``cseq``, a new branch, and the digest credentials. None when
+    the challenge cannot be answered (no usable digest challenge)."""
+    try:
+        creds = digest.answer(challenge, request, username=auth.username,
+                              password=auth.password)
+    except SipParseError as exc:
+        log.info("challenge not answered", status=challenge.status, reason=exc.reason,
+                 call_id=request.call_id)
+        return None
+    retry = request.copy()
+    for name in ("via", "authorization", "proxy-authorization"):
+        retry.remove_header(name)
+    retry.set_header("CSeq", f"{cseq} {request.method}")
+    for name, value in creds:
+        retry.add_header(name, value)
+    log.debug("answering digest challenge", status=challenge.status, method=request.method,
+              call_id=request.call_id)
+    return retry
 
 
 class RequestWaiter:

@@ -23,7 +23,7 @@ from typing import Any
 from engine.clock import LoopClock
 from engine.errors import SipError, SipTransportError
 from engine.log import get_logger
-from engine.ports import Clock, Credentials, IncomingRequest, Peer
+from engine.ports import Clock, Credentials, Headers, IncomingRequest, Peer
 from engine.sip.builders import IdGenerator
 from engine.sip.dialog import SipDialog
 from engine.sip.digest import DigestClient
@@ -43,11 +43,13 @@ from engine.sip.endpoint import EndpointCore
 from engine.sip.errors import SipParseError, TransactionStateError
 from engine.sip.message import SipRequest, SipResponse
 from engine.transport.addresses import LocalAddresses, host_port
-from engine.transport.client import ClientUser
+from engine.transport.client import ClientUser, authorized_copy
 from engine.transport.dialogs import EmbeddedDialog
 from engine.transport.driver import Driver
-from engine.transport.requests import EmbeddedIncomingRequest, has_header
+from engine.transport.legs import EmbeddedClientLeg, ack_and_bye
+from engine.transport.requests import EmbeddedIncomingRequest, has_header, header_items
 from engine.transport.resolve import Resolver
+from engine.transport.uac import send_out_of_dialog
 from engine.transport.udp import UdpTransport
 
 log = get_logger("engine.transport.port")
@@ -207,6 +209,42 @@ class EmbeddedSipPort:
             if t is not None:
                 out += [Peer(h, p, name) for h, p in t.addresses]
         return out
+
+    async def request(
+        self, uri: str, method: str, *, headers: Headers = (), body: bytes = b"",
+        content_type: str | None = None, proxy: str | None = None,
+        auth: Credentials | None = None, flow: str | None = None,
+    ) -> SipResponse:
+        """Send a non-INVITE request outside a dialog and return its final response.
+
+        Caller headers (From, To, Call-ID, CSeq, Contact, Expires …) are used as given;
+        missing ones get defaults (From = our address with a new tag, To = ``uri``,
+        Call-ID generated, CSeq random, Max-Forwards 70). The next hop is ``proxy``
+        (a SIP URI or ``host:port``), else a Route header you gave, else ``uri``
+        (``;transport=tcp`` honoured, names resolved with A/AAAA); ``flow`` sends over
+        that TCP connection while it is open. With ``auth`` one 401/407 is answered
+        (same Call-ID and From tag, CSeq + 1); without, the challenge is returned.
+        Time-out → a local 408, transport or DNS failure → a local 503: this never
+        raises for network reasons (ValueError for a URI that is no SIP URI)."""
+        return await send_out_of_dialog(self, uri, method, header_items(headers), body,
+                                        content_type, proxy, auth, flow)
+
+    def invite(
+        self, uri: str, *, sdp: bytes | None, headers: Headers = (), proxy: str | None = None,
+        auth: Credentials | None = None, flow: str | None = None,
+        on_provisional: Callable[[Any], None] | None = None,
+    ) -> EmbeddedClientLeg:
+        """Start an INVITE leg now and return it (see ``engine.transport.legs``).
+
+        Headers and next hop as for :meth:`request`; our Contact is added unless given.
+        ``sdp`` None sends an offerless INVITE: the dialog from ``leg.result()`` is then
+        not yet ACKed and the caller answers with ``await dialog.ack(sdp=…)`` within
+        64*T1. ``on_provisional(response)`` is called for each 1xx above 100, in order,
+        from the socket callback. ``await leg.result()`` → dialog, or ``SipError``."""
+        leg = EmbeddedClientLeg(self, uri, sdp=sdp, items=header_items(headers), proxy=proxy,
+                                auth=auth, flow=flow, on_provisional=on_provisional)
+        leg.start()
+        return leg
 
     def contact_uri(self, *, transport: str = "udp", user: str | None = None) -> str:
         """Our own Contact URI for ``transport`` (``sip:[user@]host:port[;transport=tcp]``,
@@ -401,51 +439,14 @@ class EmbeddedSipPort:
 
     def authorized_copy(self, request: SipRequest, challenge: SipResponse,
                         auth: Credentials, cseq: int) -> SipRequest | None:
-        """The request to re-send after a 401/407: same Call-ID, From tag, Request-URI
-        and body, CSeq ``cseq``, a new branch, and the digest credentials. None when
-        the challenge cannot be answered (no usable digest challenge)."""
-        try:
-            creds = self.digest.answer(challenge, request, username=auth.username,
-                                       password=auth.password)
-        except SipParseError as exc:
-            log.info("challenge not answered", status=challenge.status, reason=exc.reason,
-                     call_id=request.call_id)
-            return None
-        retry = request.copy()
-        for name in ("via", "authorization", "proxy-authorization"):
-            retry.remove_header(name)
-        retry.set_header("CSeq", f"{cseq} {request.method}")
-        for name, value in creds:
-            retry.add_header(name, value)
-        log.debug("answering digest challenge", status=challenge.status, method=request.method,
-                  call_id=request.call_id)
-        return retry
+        """The request to re-send after a 401/407 (see ``client.authorized_copy``)."""
+        return authorized_copy(self.digest, request, challenge, auth, cseq)
 
     def ack_and_bye(self, request: SipRequest | None, response: SipResponse,
                     invite_tx: int | None, dest: Peer | None, flow: str | None,
                     reason: str, transport: str = "udp") -> None:
-        """ACK a 2xx we do not want (a second fork, a CANCEL race, a stray one) and
-        BYE the dialog it created. ``request`` None: rebuild what is needed from the
-        response (its Contact is the target)."""
-        try:
-            if request is None:
-                contacts = response.contacts
-                if not contacts:
-                    log.info("unwanted 2xx without Contact: cannot ACK", call_id=response.call_id)
-                    return
-                request = SipRequest("INVITE", contacts[0].uri_text)
-                request.headers = [("From", response.header("from") or ""),
-                                   ("To", response.header("to") or ""),
-                                   ("Call-ID", response.call_id),
-                                   ("CSeq", f"{response.cseq.seq} INVITE")]
-            sd = SipDialog.from_uac(request, response)
-        except SipParseError as exc:
-            log.info("unwanted 2xx not ACKed", call_id=response.call_id, error=exc.reason)
-            return
-        dialog = EmbeddedDialog(self, sd, peer=dest, flow=flow, transport=transport)
-        dialog.invite_tx = invite_tx
-        dialog.send_invite_ack(None)
-        dialog.end(reason, bye=True, notify=False)
+        """ACK and BYE an unwanted 2xx (see ``legs.ack_and_bye``)."""
+        ack_and_bye(self, request, response, invite_tx, dest, flow, reason, transport)
 
     # ------------------------------------------------------------------ TU events
 

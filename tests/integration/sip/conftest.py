@@ -3,6 +3,7 @@
 ``sip`` is an ``EmbeddedSipPort`` started in-process on 127.0.0.1 with a free
 port (SIP_PORT=0) on UDP and TCP; each test registers the handlers it needs.
 SIPp runs in a thread (``sipp_run``) so the stack keeps serving on the loop.
+Every test runs twice: on the asyncio loop and on uvloop.
 """
 
 from __future__ import annotations
@@ -17,6 +18,17 @@ from engine.settings import load_settings
 from engine.sip.effects import TimerConfig
 from engine.transport import EmbeddedSipPort
 from tests.fixtures.sipp import SippResult, run_sipp, scenario
+
+
+def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> dict[str, Any]:
+    """Every test here runs on both loops: the daemon uses uvloop when installed."""
+    factories: dict[str, Any] = {"asyncio": asyncio.new_event_loop}
+    try:
+        import uvloop
+    except ImportError:
+        return factories
+    factories["uvloop"] = uvloop.new_event_loop
+    return factories
 
 
 @pytest.fixture
@@ -125,3 +137,13 @@ def count(result: SippResult, direction: str, start: str, cseq: str | None = Non
                 cseq is None or f"\nCSeq: {cseq}\n" in msg.replace("\r", "") + "\n"):
             n += 1
     return n
+
+
+def logged(text: str) -> Any:
+    """Parse a message from SIPp's trace (line ends and the body's length are not exact
+    there, so Content-Length is dropped)."""
+    from engine.sip.parser import parse_message
+
+    head, _, body = text.replace("\r\n", "\n").partition("\n\n")
+    lines = [ln for ln in head.split("\n") if not ln.lower().startswith("content-length")]
+    return parse_message(("\r\n".join(lines) + "\r\n\r\n" + body).encode())

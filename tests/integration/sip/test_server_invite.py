@@ -136,3 +136,38 @@ async def test_calls_complete_despite_packet_loss(sip: EmbeddedSipPort) -> None:
     assert len(app.dialogs) == 20 and len(app.byes) >= len(acked) >= 10
     assert {d for d in app.dialogs if d.connected} == set(app.dialogs) - acked - {
         b.dialog for b in app.byes}  # type: ignore[attr-defined]
+
+
+async def test_in_dialog_requests_to_our_uas_dialog(sip: EmbeddedSipPort) -> None:
+    app = Callee(sip)
+    events: dict[str, list] = {"reinvite": [], "info": []}
+
+    def wire(dialog) -> None:  # type: ignore[no-untyped-def]
+        async def reinvite(req) -> None:  # type: ignore[no-untyped-def]
+            events["reinvite"].append(req)
+            again = await req.answer(sdp=OUR_SDP.replace(b"a=sendrecv", b"a=recvonly"))
+            assert again is dialog
+
+        def info(req) -> None:  # type: ignore[no-untyped-def]
+            events["info"].append(req)
+            sip.spawn(req.reply(200), "info reply")
+
+        dialog.on("reinvite", reinvite)
+        dialog.on("info", info)
+
+    original = app.handle
+
+    async def handle(req) -> None:  # type: ignore[no-untyped-def]
+        await original(req)
+        wire(app.dialogs[-1])
+
+    sip.on_request("INVITE", handle)
+    r = await sipp_run("uac_indialog", sip, extra=["-m", "1", "-s", "pbx"])
+    assert r.rc == 0 and r.stat("SuccessfulCall") == 1, r.explain()
+    d = app.dialogs[0]
+    assert len(events["reinvite"]) == 1 and len(events["info"]) == 1
+    assert events["info"][0].body.strip().startswith(b"Signal=7")
+    assert events["info"][0].dialog is d
+    assert b"s=reoffer" in (d.remote_sdp or b"") and b"a=recvonly" in (d.local_sdp or b"")
+    assert len(app.acks) == 2  # the INVITE's and the re-INVITE's ACK
+    assert len(app.byes) == 1 and not d.connected

@@ -7,6 +7,7 @@ import asyncio
 import pytest
 
 from engine.ports import IncomingRequest
+from engine.sip.builders import make_response
 from engine.sip.parser import parse_message
 from engine.transport import EmbeddedSipPort
 from tests.integration.sip.conftest import RawUdp, sip_message, sipp_run
@@ -143,3 +144,68 @@ async def test_busy_port_is_a_clear_error(sip: EmbeddedSipPort) -> None:
     with pytest.raises(SipTransportError, match=f"udp 127.0.0.1:{sip.port}"):
         await other.start()
     await other.close()
+
+
+async def test_runs_on_the_parametrized_loop(request: pytest.FixtureRequest) -> None:
+    loop_module = type(asyncio.get_running_loop()).__module__
+    assert ("uvloop" in loop_module) == request.node.name.endswith("[uvloop]")
+
+
+@pytest.mark.parametrize("host", ["::1", "::"])
+async def test_ipv6_listener(host: str) -> None:
+    sip = EmbeddedSipPort(host=host, port=0, transports=("udp", "tcp"))
+    await sip.start()
+    try:
+        serve_options(sip)
+        families = {a.host for a in sip.local_addresses()}
+        assert families == ({"::1"} if host == "::1" else {"::", "0.0.0.0"})
+        loop = asyncio.get_running_loop()
+        for target in (["::1", "127.0.0.1"] if host == "::" else ["::1"]):
+            transport, proto = await loop.create_datagram_endpoint(
+                RawUdp, local_addr=(target, 0))
+            try:
+                lp = transport.get_extra_info("sockname")[1]
+                msg = sip_message("OPTIONS", sip.port, lp, branch=f"z9hG4bK6{lp}",
+                                  call_id=f"v6-{target}").replace(
+                    b"127.0.0.1", f"[{target}]".encode() if ":" in target else target.encode())
+                transport.sendto(msg, (target, sip.port))
+                resp = parse_message(await proto.recv())
+                assert resp.status == 200  # type: ignore[union-attr]
+            finally:
+                transport.close()
+        if host == "::1":
+            assert sip.contact_uri() == f"sip:[::1]:{sip.port}"
+    finally:
+        await sip.close()
+
+
+async def test_external_address_in_contact_and_via(raw_udp: RawUdp) -> None:
+    sip = EmbeddedSipPort(host="127.0.0.1", port=0, transports=("udp",),
+                          external_address="203.0.113.5")
+    await sip.start()
+    try:
+        async def invite(req: IncomingRequest) -> None:
+            await req.answer(sdp=b"v=0\r\n")
+
+        sip.on_request("INVITE", invite)
+        assert sip.contact_uri(user="pbx") == f"sip:pbx@203.0.113.5:{sip.port}"
+        raw_udp.send(sip_message("INVITE", sip.port, raw_udp.local_port, branch="z9hG4bKx1",
+                                 call_id="ext"), sip.port)
+        while True:
+            resp = parse_message(await raw_udp.recv())
+            if resp.status == 200:  # type: ignore[union-attr]
+                break
+        assert resp.header("contact") == f"<sip:203.0.113.5:{sip.port}>"
+        # our own requests carry it in Via (answers still reach us: rport/received)
+        pending = asyncio.ensure_future(
+            sip.request(f"sip:127.0.0.1:{raw_udp.local_port}", "OPTIONS"))
+        data = await raw_udp.recv()
+        while not data.startswith(b"OPTIONS"):
+            data = await raw_udp.recv()
+        req = parse_message(data)
+        assert req.top_via.host == "203.0.113.5" and req.top_via.port == sip.port
+        assert "203.0.113.5" in (req.header("from") or "")
+        raw_udp.send(make_response(req, 200, to_tag="x").to_bytes(), sip.port)  # type: ignore[arg-type]
+        assert (await asyncio.wait_for(pending, 2)).status == 200
+    finally:
+        await sip.close()

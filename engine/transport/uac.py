@@ -1,0 +1,116 @@
+"""Building and sending requests outside a dialog (UAC side).
+
+Defaults follow drachtio (spec §6.3) and stay out of the caller's way: a
+caller-supplied From, To, Call-ID, CSeq, Contact, Max-Forwards (and any other
+header) is used as given — trunk registration relies on a stable Call-ID and
+its own CSeq — otherwise From is our address with a new tag, To the
+Request-URI, Call-ID generated, CSeq random, Max-Forwards 70; INVITEs get
+our Contact. Via and Content-Length are ours alone (caller values dropped).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from engine.errors import SipTransportError
+from engine.log import get_logger
+from engine.ports import Credentials, Peer
+from engine.sip.builders import make_request
+from engine.sip.errors import SipParseError
+from engine.sip.headers import header_key
+from engine.sip.message import SipRequest, SipResponse
+from engine.sip.uri import parse_name_addr
+from engine.transport.client import RequestWaiter, local_response
+from engine.transport.resolve import Target, parse_target
+
+if TYPE_CHECKING:
+    from engine.transport.port import EmbeddedSipPort
+
+log = get_logger("engine.transport.uac")
+
+_DROPPED = frozenset({"via", "content-length"})
+
+
+def choose_target(port: EmbeddedSipPort, uri: str, proxy: str | None, flow: str | None,
+                  items: list[tuple[str, str]]) -> Target:
+    """The next hop (§8.1.2): ``proxy`` if given, else a caller-supplied top Route,
+    else the Request-URI. Over a live ``flow`` the default transport is TCP.
+    Raises ValueError for something that is no SIP URI."""
+    default = "tcp" if port.flow_alive(flow) else "udp"
+    if proxy:
+        return parse_target(proxy, default)
+    for name, value in items:
+        if header_key(name) == "route":
+            return parse_target(value.split(",", 1)[0], default)
+    return parse_target(uri, default)
+
+
+def build_request(
+    port: EmbeddedSipPort, method: str, uri: str, items: list[tuple[str, str]], body: bytes,
+    content_type: str | None, dest: Peer | None, flow: str | None, *,
+    call_id: str | None = None, from_tag: str | None = None, contact: bool = False,
+) -> SipRequest:
+    """An out-of-dialog request from caller headers plus our defaults (module doc).
+    Without Via: :meth:`EmbeddedSipPort.send_request` adds ours."""
+    from_ = to = cid = contact_value = None
+    cseq: int | None = None
+    max_forwards = 70
+    extra: list[tuple[str, str]] = []
+    for name, value in items:
+        key = header_key(name)
+        if key == "from":
+            from_ = value
+        elif key == "to":
+            to = value
+        elif key == "call-id":
+            cid = value
+        elif key == "cseq":
+            cseq = int(value.split()[0])
+        elif key == "contact":
+            contact_value = value
+        elif key == "max-forwards":
+            max_forwards = int(value)
+        elif key == "content-type":
+            content_type = content_type or value
+        elif key not in _DROPPED:
+            extra.append((name, value))
+    transport = dest.transport if dest is not None else "udp"
+    peer_host = dest.host if dest is not None else None
+    if from_ is None:
+        host = port.local_contact("udp", peer_host, flow).split(":", 1)[1]
+        from_ = f"<sip:{host}>;tag={from_tag or port.ids.tag()}"
+    elif parse_name_addr(from_).tag is None:
+        from_ = f"{from_};tag={from_tag or port.ids.tag()}"
+    if contact and contact_value is None:
+        contact_value = f"<{port.local_contact(transport, peer_host, flow)}>"
+    if content_type is None and body[:2] == b"v=":
+        content_type = "application/sdp"
+    if port.user_agent and not any(header_key(n) == "user-agent" for n, _ in extra):
+        extra.append(("User-Agent", port.user_agent))
+    return make_request(
+        method, uri, from_=from_, to=to or f"<{uri}>", call_id=cid or call_id or port.ids.call_id(),
+        cseq=cseq if cseq is not None else port.ids.cseq(), contact=contact_value,
+        max_forwards=max_forwards, headers=extra, body=body, content_type=content_type)
+
+
+async def send_out_of_dialog(
+    port: EmbeddedSipPort, uri: str, method: str, items: list[tuple[str, str]], body: bytes,
+    content_type: str | None, proxy: str | None, auth: Credentials | None, flow: str | None,
+) -> SipResponse:
+    """``SipPort.request``: see :meth:`EmbeddedSipPort.request`."""
+    method = method.upper()
+    if method in ("INVITE", "ACK", "CANCEL"):
+        raise ValueError(f"use invite() for INVITE; {method} is sent by the stack")
+    target = choose_target(port, uri, proxy, flow, items)
+    try:
+        dest: Peer | None = await port.resolver.resolve(target)
+    except SipTransportError as exc:
+        log.info("request not sent", method=method, uri=uri, error=str(exc))
+        dest = None
+    try:
+        req = build_request(port, method, uri, items, body, content_type, dest, flow)
+    except (SipParseError, ValueError) as exc:
+        raise ValueError(f"cannot build {method} {uri}: {exc}") from exc
+    if dest is None:
+        return local_response(req, 503)
+    return await RequestWaiter(port, req, dest, flow, auth).start()
