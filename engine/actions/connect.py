@@ -30,9 +30,11 @@ def _session(ctx: Any) -> Any:
 
 @guard()
 def skip(ctx: Any, p: Any) -> bool:
-    """A previous connect answered the call and this one has no ``reconnect`` (spec §7.2)."""
-    return bool(getattr(session_vars(ctx), "connected_before", False)) and \
-        not ctx.vars.verb.reconnect
+    """A previous connect answered the call and this one has no ``reconnect`` and is not the
+    target of a transfer (spec §7.2)."""
+    sv = session_vars(ctx)
+    return bool(getattr(sv, "connected_before", False)) and not (
+        ctx.vars.verb.reconnect or getattr(sv, "transferring", False))
 
 
 def _schemed(address: str) -> str:
@@ -57,7 +59,8 @@ async def _resolve_one(ctx: Any, index: int, dest: Any) -> LegSpec:
         binding = found[0]
         return LegSpec(kind="client", uri=binding.contact, dest_text=binding.contact,
                        codecs=leg_codecs(binding.codecs, settings.default_codecs),
-                       proxy=binding.proxy or None, flow=binding.flow, **common)
+                       proxy=binding.proxy or None, flow=binding.flow,
+                       extra={"user": dest.address}, **common)
     if dest.type == "trunk":
         config = ctx.services.config
         trunk = (config.get_trunk_by_id(dom, dest.trunk_id) if dest.trunk_id is not None
@@ -227,6 +230,7 @@ async def bridge(ctx: Any, p: Any) -> None:
             if response.status >= 300:
                 return Outcome("connect.bridge_failed", {"status": response.status})
         sv.connected_before = True
+        sv.transferring = False
         leg.post("bridge")
         return Outcome("connect.bridged")
 

@@ -118,17 +118,17 @@ def callhook_request(ctx: Any) -> dict[str, Any]:
     )
 
 
-@action(emits=SCRIPT_OUTCOMES, outcomes=SCRIPT_OUTCOMES)
-async def callhook(ctx: Any, p: Any) -> None:
-    """Fetch the CallScript: POST the CallHook (bounded by CALLHOOK_TIMEOUT) or render its
-    ``file:`` template, then validate it. Unreachable/non-2xx/timeout/not JSON →
-    ``script.unavailable`` (480); a reply that is not a valid CallScript →
-    ``script.invalid`` (500, D-13)."""
-    url = ctx.vars.route.call_hook
-    body = callhook_request(ctx)
+def fetch_callscript(ctx: Any, body: dict[str, Any], route: Any) -> None:
+    """Start fetching a CallScript for ``body``: ``route`` is the DialplanMatch (or an async
+    function returning it) naming the CallHook. Ends with script.ready / script.unavailable
+    / script.invalid."""
     services = ctx.services
 
     async def fetch() -> Outcome:
+        match = await route() if callable(route) else route
+        if match is None:
+            return Outcome("script.unavailable", {"why": "no dialplan match"})
+        url = match.call_hook
         if is_file_callhook(url):
             try:
                 value = services.templates.render(url, body)
@@ -149,10 +149,19 @@ async def callhook(ctx: Any, p: Any) -> None:
             return Outcome("script.invalid", {"why": f"invalid CallScript: {exc}"[:200],
                                               "error": exc})
         ctx.log.info("callscript", call_id=body["callId"], count=body.get("count"),
-                     script=callscript_summary(script))
+                     refer=body.get("refer"), script=callscript_summary(script))
         return Outcome("script.ready", {"script": script})
 
     ctx.start(fetch(), done="script.unavailable", error="script.invalid")
+
+
+@action(emits=SCRIPT_OUTCOMES, outcomes=SCRIPT_OUTCOMES)
+async def callhook(ctx: Any, p: Any) -> None:
+    """Fetch the CallScript: POST the CallHook (bounded by CALLHOOK_TIMEOUT) or render its
+    ``file:`` template, then validate it. Unreachable/non-2xx/timeout/not JSON →
+    ``script.unavailable`` (480); a reply that is not a valid CallScript →
+    ``script.invalid`` (500, D-13)."""
+    fetch_callscript(ctx, callhook_request(ctx), ctx.vars.route)
 
 
 @dataclass(frozen=True)
