@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import os
 import time
 from collections import deque
@@ -260,6 +261,8 @@ class Instance:
                 steps.sort(key=_phase)
             await self._run_steps(steps, entry)
         entry.duration_us = (time.perf_counter() - t0) * 1e6
+        if self.runtime.log_transitions:
+            self.log.debug("transition", machine=machine.label, step=str(entry))
 
     async def _run_steps(self, steps: list[tuple[int, str, Any]], entry: TraceEntry) -> None:
         machine = self.machine
@@ -402,6 +405,8 @@ class Runtime:
         self.live: dict[str, Instance] = {}
         self.trace_ignored = trace_ignored
         self.finished_count = 0
+        # one debug line per transition ("watch a call's path" in the logs)
+        self.log_transitions = _log.is_enabled(logging.DEBUG)
         self._background: set[asyncio.Task[Any]] = set()
 
     @property

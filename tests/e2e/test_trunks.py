@@ -107,7 +107,7 @@ def test_connect_to_trunk_answers_407_and_bridges(pbx: Pbx, webhooks: WebhookSer
     invite = done.messages.split("INVITE sip:")[-1]
     assert invite.startswith("441234567@") and "Proxy-Authorization: Digest" in invite
     assert "P-Asserted-Identity: <sip:+441234000000@pbx.test>" in invite
-    assert len(probe.packets) >= 2 and all(n > 20 for n in probe.packets.values())
+    assert sum(1 for n in probe.packets.values() if n > 20) >= 2, probe.packets
     assert_clean(pbx)
 
 
