@@ -170,3 +170,27 @@ def test_refusing_registrar_gets_spaced_retries(pbx: Pbx, webhooks: WebhookServe
     gaps = [b - a for a, b in pairwise(times)]
     assert all(g >= 1.5 for g in gaps), gaps
     assert gaps == sorted(gaps) or len(gaps) < 2, gaps
+
+
+def test_daemon_stop_unregisters_trunks(tmp_path_factory: pytest.TempPathFactory,
+                                        redis_server: str, rtpengine_server: Any,
+                                        webhook_server: WebhookServer) -> None:
+    from tests.fixtures.daemon import start_pbx
+
+    port = free_udp_port()
+    registrar = start_sipp(scenario("registrar_loop"), port=port, timeout=120,
+                           keys={"user": "pbxuser", "pass": "regpass", "grant": "60"})
+    try:
+        pbx = start_pbx(tmp_path_factory.mktemp("pbx-stop"),
+                        base_config(webhook_server, [reg_trunk(port)]),
+                        redis_url=redis_server, rtpengine=rtpengine_server)
+        rdb = redis.Redis.from_url(redis_server, decode_responses=True)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and not list(rdb.scan_iter("regtrunk:*")):
+            time.sleep(0.1)
+        assert list(rdb.scan_iter("regtrunk:*")), pbx.tail()
+        assert pbx.stop() == 0
+        assert not list(rdb.scan_iter("regtrunk:*"))
+        assert "Expires: 0" in registrar.messages
+    finally:
+        registrar.stop()
