@@ -27,14 +27,14 @@ import random
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from engine.errors import SipTransportError
+from engine.errors import SipError, SipTransportError
 from engine.log import get_logger
 from engine.ports import Credentials, Headers, IncomingRequest, Peer
 from engine.sip.dialog import TERMINATED, SipDialog
 from engine.sip.errors import SipParseError
 from engine.sip.message import SipMessage, SipRequest, SipResponse
 from engine.transport.client import RequestWaiter, local_response
-from engine.transport.requests import EmbeddedIncomingRequest, header_items
+from engine.transport.requests import EmbeddedIncomingRequest, has_header, header_items
 from engine.transport.resolve import Target, target_of
 
 if TYPE_CHECKING:
@@ -413,9 +413,52 @@ class EmbeddedDialog:
         self._late_ack = self.port.clock.call_later(self.port.timers.timeout,
                                                     self._late_ack_expired)
 
+    def stop_timers(self) -> None:
+        """The port is closing: no timer of ours may fire afterwards."""
+        if self._late_ack is not None:
+            self._late_ack.cancel()
+            self._late_ack = None
+
     def _late_ack_expired(self) -> None:
         if self._late_ack is None:
             return
         self._late_ack = None
         self.send_invite_ack(None)
         self.end("ACK not sent by the application", bye=True)
+
+
+def answer_invite(port: EmbeddedSipPort, req: EmbeddedIncomingRequest, status: int,
+                  reason: str | None, items: list[tuple[str, str]], body: bytes,
+                  content_type: str | None) -> EmbeddedDialog | None:
+    """Send a 2xx to an INVITE and create (or, for a re-INVITE, update) its dialog.
+    None if nothing was sent (already answered / cancelled)."""
+    if req.final_sent:
+        return None
+    dialog = req.dialog
+    if dialog is not None:  # a re-INVITE
+        if not has_header(items, "contact", "m") and dialog.sip.local_contact:
+            items.append(("Contact", dialog.sip.local_contact))
+        if req.transmit(status, reason, items, body, content_type) is None:
+            return None
+        dialog.invite_answered(req, body)
+        return dialog
+    msg = req.message
+    try:
+        usable = bool(msg.contacts) and bool(msg.from_tag)
+    except SipParseError:
+        usable = False
+    if not usable:  # a dialog needs their Contact (remote target) and From tag
+        req.transmit(400, "Missing Contact or From tag", [], b"", None)
+        raise SipError(400, "INVITE without a usable Contact or From tag")
+    if not has_header(items, "contact", "m"):
+        contact = port.local_contact(req.source.transport, req.source.host, req.flow)
+        items.append(("Contact", f"<{contact}>"))
+    resp = req.transmit(status, reason, items, body, content_type)
+    if resp is None:
+        return None
+    dialog = EmbeddedDialog(port, SipDialog.from_uas(msg, resp), peer=req.source,
+                            flow=req.flow, transport=req.source.transport)
+    req.dialog = dialog
+    port.add_dialog(dialog)
+    dialog.invite_answered(req, body)
+    return dialog

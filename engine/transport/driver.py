@@ -121,7 +121,10 @@ class Driver:
                 self.run(core.receive(ev.message, conn.peer, self.now(), conn.flow))  # type: ignore[union-attr]
             elif t is KeepAlive:
                 if ev.ping:  # type: ignore[union-attr]
-                    conn.write(b"\r\n")  # RFC 5626 §4.4.1 pong
+                    try:
+                        conn.write(b"\r\n")  # RFC 5626 §4.4.1 pong
+                    except OSError:
+                        return  # closed meanwhile: the rest of the input is moot
             elif t is FramingError:
                 self.run(core.rejected(ev.error, conn.peer, conn.flow))  # type: ignore[union-attr]
                 if ev.fatal:  # type: ignore[union-attr]

@@ -21,11 +21,10 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from engine.clock import LoopClock
-from engine.errors import SipError, SipTransportError
+from engine.errors import SipTransportError
 from engine.log import get_logger
 from engine.ports import Clock, Credentials, Headers, IncomingRequest, Peer
 from engine.sip.builders import IdGenerator
-from engine.sip.dialog import SipDialog
 from engine.sip.digest import DigestClient
 from engine.sip.effects import (
     AckTimeout,
@@ -40,14 +39,14 @@ from engine.sip.effects import (
     TransportFailure,
 )
 from engine.sip.endpoint import EndpointCore
-from engine.sip.errors import SipParseError, TransactionStateError
+from engine.sip.errors import TransactionStateError
 from engine.sip.message import SipRequest, SipResponse
 from engine.transport.addresses import LocalAddresses, host_port
 from engine.transport.client import ClientUser, authorized_copy
-from engine.transport.dialogs import EmbeddedDialog
+from engine.transport.dialogs import EmbeddedDialog, answer_invite
 from engine.transport.driver import Driver
 from engine.transport.legs import EmbeddedClientLeg, ack_and_bye
-from engine.transport.requests import EmbeddedIncomingRequest, has_header, header_items
+from engine.transport.requests import EmbeddedIncomingRequest, header_items
 from engine.transport.resolve import Resolver
 from engine.transport.uac import send_out_of_dialog
 from engine.transport.udp import UdpTransport
@@ -64,7 +63,9 @@ class EmbeddedSipPort:
     Construct with :meth:`from_settings` (or the keyword arguments), then
     ``await start()`` to bind the listeners and ``await close()`` to stop.
     ``timers`` (RFC 3261 T1/T2/T4) exists so tests can shorten 64*T1;
-    ``server_header``/``user_agent`` are added to responses/requests we build.
+    ``server_header``/``user_agent`` are added to responses/requests we build;
+    ``max_server_transactions`` bounds live server transactions (memory; above it
+    new requests are answered 503 with Retry-After).
     """
 
     def __init__(
@@ -73,6 +74,7 @@ class EmbeddedSipPort:
         clock: Clock | None = None, timers: TimerConfig | None = None,
         tcp_idle_timeout: float = 900.0, server_header: str | None = "DragonPBX",
         user_agent: str | None = "DragonPBX", ids: IdGenerator | None = None,
+        max_server_transactions: int = 400_000,
     ):
         bad = [t for t in transports if t not in ("udp", "tcp")]
         if bad or not transports:
@@ -86,12 +88,17 @@ class EmbeddedSipPort:
         self.tcp_idle_timeout = tcp_idle_timeout
         self.user_agent = user_agent
         self.addresses = LocalAddresses(host, port, external_address)
-        self.core = EndpointCore(timers=self.timers, ids=self.ids, server_header=server_header)
+        # A UDP non-INVITE transaction lives 64*T1 (timer J) after its answer, ~1.5 kB
+        # each: 400k allow 12.5k REGISTER/s sustained (~600 MB); beyond, new requests get
+        # 503 + Retry-After from the core (its default, 200k, caps at 6.25k/s).
+        self.core = EndpointCore(timers=self.timers, ids=self.ids, server_header=server_header,
+                                 max_server_transactions=max_server_transactions)
         self.driver = Driver(self.core, self.clock, self._on_event)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._handlers: dict[str, Handler] = {}
         self._unanswered: dict[int, tuple[float, EmbeddedIncomingRequest]] = {}
         self._invites: dict[int, EmbeddedIncomingRequest] = {}  # INVITE server txs
+        self._merge: dict[tuple[str, str, int], int] = {}  # new INVITEs: (Call-ID, tag, CSeq)
         self._clients: dict[int, ClientUser] = {}  # our client txs
         self._dialogs: dict[tuple[str, str, str], EmbeddedDialog] = {}
         self.digest = DigestClient()
@@ -195,11 +202,15 @@ class EmbeddedSipPort:
             t.cancel()
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
+        for dialog in list(self._dialogs.values()):
+            dialog.stop_timers()
         self.driver.close()
-        if self.driver.udp is not None:
-            self.driver.udp.close()
-        if self.driver.tcp is not None:
-            await self.driver.tcp.close()
+        udp, tcp = self.driver.udp, self.driver.tcp
+        self.driver.udp = self.driver.tcp = None  # late sends now fail quietly
+        if udp is not None:
+            udp.close()
+        if tcp is not None:
+            await tcp.close()
         log.info("SIP stopped", port=self.port)
 
     def local_addresses(self) -> list[Peer]:
@@ -342,38 +353,9 @@ class EmbeddedSipPort:
     def answer_invite(self, req: EmbeddedIncomingRequest, status: int, reason: str | None,
                       items: list[tuple[str, str]], body: bytes,
                       content_type: str | None) -> EmbeddedDialog | None:
-        """Send a 2xx to an INVITE and create (or, for a re-INVITE, update) its dialog.
-        None if nothing was sent (already answered / cancelled)."""
-        if req.final_sent:
-            return None
-        dialog = req.dialog
-        if dialog is not None:  # a re-INVITE
-            if not has_header(items, "contact", "m") and dialog.sip.local_contact:
-                items.append(("Contact", dialog.sip.local_contact))
-            if req.transmit(status, reason, items, body, content_type) is None:
-                return None
-            dialog.invite_answered(req, body)
-            return dialog
-        msg = req.message
-        try:
-            usable = bool(msg.contacts) and bool(msg.from_tag)
-        except SipParseError:
-            usable = False
-        if not usable:  # a dialog needs their Contact (remote target) and From tag
-            req.transmit(400, "Missing Contact or From tag", [], b"", None)
-            raise SipError(400, "INVITE without a usable Contact or From tag")
-        if not has_header(items, "contact", "m"):
-            contact = self.local_contact(req.source.transport, req.source.host, req.flow)
-            items.append(("Contact", f"<{contact}>"))
-        resp = req.transmit(status, reason, items, body, content_type)
-        if resp is None:
-            return None
-        dialog = EmbeddedDialog(self, SipDialog.from_uas(msg, resp), peer=req.source,
-                                flow=req.flow, transport=req.source.transport)
-        req.dialog = dialog
-        self.add_dialog(dialog)
-        dialog.invite_answered(req, body)
-        return dialog
+        """Send a 2xx to an INVITE and create (or update) its dialog (see
+        ``dialogs.answer_invite``)."""
+        return answer_invite(self, req, status, reason, items, body, content_type)
 
     def track_invite(self, req: EmbeddedIncomingRequest) -> None:
         """Route CANCEL/ACK/ACK time-out of INVITE ``req`` (a re-INVITE) to it."""
@@ -461,6 +443,11 @@ class EmbeddedSipPort:
         if tx is None:
             self._on_ack(ev)
             return
+        if req.has("require"):
+            # §8.2.2.3: no extension is supported (no 100rel, no session timers)
+            self.respond(tx, 420, None, [("Unsupported", ", ".join(req.header_values(
+                "require")))])
+            return
         to_tag = req.to_tag
         if to_tag is not None:
             self._in_dialog(ev, to_tag)
@@ -471,6 +458,13 @@ class EmbeddedSipPort:
             return
         ireq = EmbeddedIncomingRequest(self, req, tx, ev.source, ev.flow)
         if req.method == "INVITE":
+            # §8.2.2.2: the same INVITE reaching us again over another path (a fork
+            # by an upstream proxy: other branch, same Call-ID/From tag/CSeq) is a loop
+            merge_key = (req.call_id, req.from_tag or "", req.cseq.seq)
+            if merge_key in self._merge:
+                self.respond(tx, 482)
+                return
+            self._merge[merge_key] = tx
             self._invites[tx] = ireq
         else:
             self._unanswered[tx] = (self.clock.monotonic(), ireq)
@@ -551,7 +545,12 @@ class EmbeddedSipPort:
     def _on_terminated(self, ev: TransactionTerminated) -> None:
         tx = ev.tx
         self._unanswered.pop(tx, None)
-        self._invites.pop(tx, None)
+        ireq = self._invites.pop(tx, None)
+        if ireq is not None:
+            msg = ireq.message
+            key = (msg.call_id, msg.from_tag or "", msg.cseq.seq)
+            if self._merge.get(key) == tx:
+                del self._merge[key]
         user = self._clients.pop(tx, None)
         if user is not None:
             user.on_terminated(tx)

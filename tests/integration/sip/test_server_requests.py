@@ -209,3 +209,30 @@ async def test_external_address_in_contact_and_via(raw_udp: RawUdp) -> None:
         assert (await asyncio.wait_for(pending, 2)).status == 200
     finally:
         await sip.close()
+
+
+async def test_unsupported_require_gets_420(sip: EmbeddedSipPort, raw_udp: RawUdp) -> None:
+    seen = serve_options(sip)
+    raw_udp.send(sip_message("OPTIONS", sip.port, raw_udp.local_port, branch="z9hG4bKrq",
+                             call_id="require", extra="Require: 100rel, timer\r\n"), sip.port)
+    resp = parse_message(await raw_udp.recv())
+    assert resp.status == 420 and resp.header("unsupported") == "100rel"  # type: ignore[union-attr]
+    assert resp.header_values("unsupported") == ["100rel", "timer"]
+    assert seen == []
+
+
+async def test_merged_invite_gets_482(sip: EmbeddedSipPort, raw_udp: RawUdp) -> None:
+    invites: list[IncomingRequest] = []
+
+    async def ring(req: IncomingRequest) -> None:
+        invites.append(req)
+        await req.reply(180)
+
+    sip.on_request("INVITE", ring)
+    for branch in ("z9hG4bKpath1", "z9hG4bKpath2"):  # one INVITE forked to us twice
+        raw_udp.send(sip_message("INVITE", sip.port, raw_udp.local_port, branch=branch,
+                                 call_id="merged"), sip.port)
+    statuses = sorted([parse_message(await raw_udp.recv()).status  # type: ignore[union-attr]
+                       for _ in range(4)])
+    assert statuses == [100, 100, 180, 482]
+    assert len(invites) == 1
