@@ -282,6 +282,7 @@ class EmbeddedDialog:
         return self.port.resolver.resolve_now(target)
 
     async def dest(self) -> Peer:
+        """Where the next in-dialog request goes (resolving a name if needed)."""
         target = self._target()
         if target is None:
             assert self.peer is not None
@@ -307,12 +308,13 @@ class EmbeddedDialog:
         pending = self._reinvite_in
         if pending is not None and not pending.final_sent:
             pending.send_response(487)
-        bye_req = self.sip.create_request(
-            "BYE", headers=[("Reason", f'SIP;cause=200;text="{reason}"')] if bye else ())
-        if bye:
-            self.port.spawn(self._send_bye(bye_req), "BYE")
-        if notify:
-            cb = self._listeners.get("bye")
+        cb = self._listeners.get("bye") if notify else None
+        if bye or cb is not None:
+            # the BYE we send, or (for the notification's ``message``) one we would send
+            bye_req = self.sip.create_request(
+                "BYE", headers=[("Reason", f'SIP;cause=200;text="{reason}"')] if bye else ())
+            if bye:
+                self.port.spawn(self._send_bye(bye_req), "BYE")
             if cb is not None:
                 notice = EmbeddedIncomingRequest(self.port, bye_req, None, self.peer or Peer(
                     "", 0, self.transport), self.flow, dialog=self, reason=reason)

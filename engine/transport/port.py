@@ -274,6 +274,7 @@ class EmbeddedSipPort:
         self._handlers[method.upper()] = handler
 
     def allow_header(self) -> str:
+        """The ``Allow`` value of our 405s: methods with a handler, plus ACK/CANCEL/BYE."""
         methods = dict.fromkeys(["ACK", "CANCEL", "BYE", *sorted(self._handlers)])
         return ", ".join(methods)
 
@@ -363,9 +364,11 @@ class EmbeddedSipPort:
             self._invites[req.tx] = req
 
     def add_dialog(self, dialog: EmbeddedDialog) -> None:
+        """Make ``dialog`` receive its in-dialog requests."""
         self._dialogs[dialog.sip.key] = dialog
 
     def remove_dialog(self, dialog: EmbeddedDialog) -> None:
+        """Forget ``dialog``: its in-dialog requests get 481 from now on."""
         key = dialog.sip.key
         if self._dialogs.get(key) is dialog:
             del self._dialogs[key]
@@ -375,6 +378,7 @@ class EmbeddedSipPort:
         return list(self._dialogs.values())
 
     def flow_alive(self, flow: str | None) -> bool:
+        """True while the TCP connection ``flow`` is open."""
         tcp = self.driver.tcp
         return tcp is not None and tcp.connection(flow) is not None
 
