@@ -15,6 +15,7 @@ from engine.actions.session import session_vars
 from engine.fsm import Outcome, action, delay, guard
 from engine.media.codecs import LegCodecs, leg_codecs
 from engine.media.commands import dummy_sdp
+from engine.sip.sdp import audio_codecs
 
 MEDIA_OUTCOMES = ("media.done", "media.error")
 
@@ -90,12 +91,29 @@ async def open_early(ctx: Any) -> None:
                       received_from=ms.source)
     ms.early_to_tag = ms.from_tag[::-1] or "early"  # the original's placeholder to-tag
     answer = await media.answer(call_id=ms.call_id, from_tag=ms.from_tag,
-                                to_tag=ms.early_to_tag, sdp=dummy_sdp())
+                                to_tag=ms.early_to_tag, sdp=placeholder_answer(sdp))
     req = session_vars(ctx).req
     if not req.final_sent:
         await req.reply(183, "Session Progress", body=answer.sdp,
                         content_type="application/sdp")
     ms.early_open = True
+
+
+def placeholder_answer(offer: bytes) -> bytes:
+    """The early-media placeholder answer, accepting the caller's own first codec (and its
+    telephone-event): answering with a fixed PCMU would make RTPEngine negotiate PCMU
+    with a caller that prefers PCMA, forcing transcoding on the whole call (and leaving
+    nowhere to inject DTMF into the caller's real stream)."""
+    codecs = audio_codecs(offer)
+    audio = [c for c in codecs if c.name.lower() != "telephone-event"]
+    te = next((c.payload for c in codecs if c.name.lower() == "telephone-event"), None)
+    if not audio:
+        return dummy_sdp(telephone_event=te)
+    first = audio[0]
+    rtpmap = f"{first.name}/{first.clock_rate or 8000}"
+    if first.channels:
+        rtpmap += f"/{first.channels}"
+    return dummy_sdp(codec=(first.payload, rtpmap), telephone_event=te)
 
 
 @action(emits=MEDIA_OUTCOMES, outcomes=MEDIA_OUTCOMES)

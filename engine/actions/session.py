@@ -62,6 +62,12 @@ async def start_verb(ctx: Any, p: Any) -> None:
         VERB_MACHINES[verb.name], vars={"session": ctx, "verb": verb}, done="verb.done")
 
 
+@guard()
+def verb_running(ctx: Any, p: Any) -> bool:
+    child = getattr(ctx.vars, "current_verb", None)
+    return child is not None and not child.done
+
+
 @action()
 async def mark_caller_gone(ctx: Any, p: Any) -> None:
     ctx.vars.caller_gone = True

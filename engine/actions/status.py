@@ -31,9 +31,12 @@ def _extra(ctx: Any, p: SendParams) -> dict[str, Any]:
     if hasattr(v, "index"):
         out["index"] = v.index
     data = ctx.event.data
-    for key in ("error", "duration", "req"):
+    for key in ("error", "duration"):
         if data.get(key) is not None:
             out[key] = data[key]
+    req = data.get("req")
+    if req is not None:  # a received request: its method, headers and body (spec §8)
+        out["req"] = {"method": req.method, "headers": req.message.headers, "body": req.body}
     if p.endedby is not None:
         out["endedby"] = p.endedby
     if p.event.startswith("pause:") and hasattr(v, "verb"):
@@ -57,5 +60,9 @@ def emit(ctx: Any, event: str, **extra: Any) -> None:
 
 @action(params=SendParams)
 async def send(ctx: Any, p: SendParams) -> None:
-    """Queue a StatusHook event with the fields spec §8 lists for it."""
-    emit(ctx, p.event, **_extra(ctx, p))
+    """Queue a StatusHook event with the fields spec §8 lists for it. A reporting problem
+    is logged and never disturbs the call."""
+    try:
+        emit(ctx, p.event, **_extra(ctx, p))
+    except Exception as exc:
+        ctx.log.warning("status event not sent", event=p.event, error=repr(exc))

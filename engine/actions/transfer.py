@@ -8,6 +8,7 @@ same dialplan as the call itself.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import Any
 
@@ -87,8 +88,12 @@ class NotifyParams:
 
 @action(params=NotifyParams)
 async def notify(ctx: Any, p: NotifyParams) -> None:
-    """Tell the transferor how the transfer went (message/sipfrag)."""
-    ctx.runtime.background(_notify(ctx, p.status, p.reason), "transfer NOTIFY")
+    """Tell the transferor how the transfer went (message/sipfrag). Awaited (briefly) so
+    the final NOTIFY reaches the transferor before it is hung up."""
+    try:
+        await asyncio.wait_for(_notify(ctx, p.status, p.reason), 2.0)
+    except TimeoutError:
+        log.info("transfer NOTIFY not answered in 2s")
 
 
 @action(emits=SCRIPT_OUTCOMES, outcomes=SCRIPT_OUTCOMES)

@@ -169,20 +169,32 @@ def query_body(*, call_id: str) -> dict[str, Any]:
     return {"command": "query", "call-id": call_id}
 
 
-def dummy_sdp(*, rng: random.Random | None = None, now: float | None = None) -> bytes:
-    """The placeholder answer SDP used for ringback/announce early media (spec §6c)."""
+def dummy_sdp(*, rng: random.Random | None = None, now: float | None = None,
+              codec: tuple[int, str] = (0, "PCMU/8000"),
+              telephone_event: int | None = None) -> bytes:
+    """The placeholder answer SDP used for ringback/announce early media (spec §6c).
+
+    ``codec`` is (payload type, rtpmap) of the codec the placeholder "accepts": pass the
+    caller's first offered codec, so the early media (and the later real answer) keep the
+    caller's preferred codec instead of forcing PCMU on it. ``telephone_event`` keeps
+    DTMF negotiable on the caller's side.
+    """
     pick = rng or random
     seconds = int(time.time() if now is None else now)
+    pt, rtpmap = codec
+    pts = f"{pt}" + (f" {telephone_event}" if telephone_event is not None else "")
     lines = [
         "v=0",
         f"o=- {pick.randint(0, 10**9)} {seconds} IN IP4 127.0.0.1",
         "s=Dummy Session",
         "c=IN IP4 127.0.0.1",
         "t=0 0",
-        f"m=audio {50000 + 2 * pick.randint(0, 4999)} RTP/AVP 0",
-        "a=rtpmap:0 PCMU/8000",
-        "a=sendonly",
+        f"m=audio {50000 + 2 * pick.randint(0, 4999)} RTP/AVP {pts}",
+        f"a=rtpmap:{pt} {rtpmap}",
     ]
+    if telephone_event is not None:
+        lines.append(f"a=rtpmap:{telephone_event} telephone-event/8000")
+    lines.append("a=sendonly")
     return ("\r\n".join(lines) + "\r\n").encode("ascii")
 
 

@@ -45,7 +45,7 @@ def config(hooks: WebhookServer) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def pbx(pbx_factory: Callable[..., Pbx], webhook_server: WebhookServer) -> Pbx:
-    pbx = pbx_factory(config(webhook_server), LOGLEVEL="debug")
+    pbx = pbx_factory(config(webhook_server))
     register(pbx, "alice", free_udp_port())  # a client call uses its registration's dialplan
     return pbx
 
