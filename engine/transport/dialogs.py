@@ -171,7 +171,7 @@ class EmbeddedDialog:
                 return local_response(req, 481)
             waiter, resp = await self._transact(req)
             if 200 <= resp.status < 300:
-                self.sip.receive_response(waiter.request, resp)
+                self._apply(waiter.request, resp)
                 if sdp:
                     self.local_sdp = sdp
                 offer = sdp_body(resp)
@@ -225,8 +225,15 @@ class EmbeddedDialog:
         resp = await waiter.start()
         return waiter, resp
 
+    def _apply(self, req: SipRequest, resp: SipResponse) -> None:
+        """Dialog state from a response (a 2xx's Contact refreshes the target)."""
+        try:
+            self.sip.receive_response(req, resp)
+        except SipParseError as exc:  # a bad Contact: keep the old target
+            log.info("bad header in an in-dialog response", dialog=self.id, error=exc.reason)
+
     def _after_response(self, req: SipRequest, resp: SipResponse) -> None:
-        self.sip.receive_response(req, resp)
+        self._apply(req, resp)
         if resp.status in (408, 481) and req.method != "BYE":
             self.end(f"{resp.status} {resp.reason}".strip())
 

@@ -226,7 +226,11 @@ class EmbeddedClientLeg:
         except SipParseError as exc:
             self._fail(SipError(502, f"Bad 2xx: {exc.reason}", response))
             return
-        dialog = EmbeddedDialog(port, sd, peer=self.dest, flow=self.flow,
+        flow = self.flow
+        if flow is None and self.dest.transport == "tcp" and port.driver.tcp is not None:
+            conn = port.driver.tcp.find(self.dest.host, self.dest.port)
+            flow = conn.flow if conn is not None else None  # keep using this connection
+        dialog = EmbeddedDialog(port, sd, peer=self.dest, flow=flow,
                                 transport=self.dest.transport, auth=self.auth,
                                 local_sdp=self.sdp, remote_sdp=sdp_body(response))
         dialog.invite_tx = self.tx

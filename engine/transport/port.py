@@ -39,7 +39,7 @@ from engine.sip.effects import (
     TransportFailure,
 )
 from engine.sip.endpoint import EndpointCore
-from engine.sip.errors import TransactionStateError
+from engine.sip.errors import SipParseError, TransactionStateError
 from engine.sip.message import SipRequest, SipResponse
 from engine.transport.addresses import LocalAddresses, host_port
 from engine.transport.client import ClientUser, authorized_copy
@@ -449,7 +449,7 @@ class EmbeddedSipPort:
             return
         if req.has("require"):
             # §8.2.2.3: no extension is supported (no 100rel, no session timers)
-            self.respond(tx, 420, None, [("Unsupported", ", ".join(req.header_values(
+            self.respond(tx, 420, None, [("Unsupported", ", ".join(req.header_lines(
                 "require")))])
             return
         to_tag = req.to_tag
@@ -482,7 +482,11 @@ class EmbeddedSipPort:
         if dialog is None:
             self.respond(tx, 481)
             return
-        status = dialog.sip.receive_request(req)
+        try:
+            status = dialog.sip.receive_request(req)  # parses a target refresh's Contact
+        except SipParseError as exc:
+            self.respond(tx, 400, exc.reason)
+            return
         if status is not None:
             self.respond(tx, status)
             return
@@ -497,8 +501,12 @@ class EmbeddedSipPort:
         ireq = self._invites.get(ev.invite_tx) if ev.invite_tx is not None else None
         dialog = ireq.dialog if ireq is not None else None
         if dialog is None:
-            to_tag = ack.to_tag
-            dialog = self._dialogs.get((ack.call_id, to_tag or "", ack.from_tag or ""))
+            try:
+                key = (ack.call_id, ack.to_tag or "", ack.from_tag or "")
+            except SipParseError:
+                log.debug("malformed ACK dropped", call_id=ack.call_id)
+                return
+            dialog = self._dialogs.get(key)
         if dialog is None:
             log.debug("ACK for no dialog dropped", call_id=ack.call_id)
             return

@@ -159,3 +159,23 @@ async def test_unknown_in_dialog_method_gets_501(call: Call) -> None:
     msg = parse_message(await call.peer.recv())
     assert msg.status == 501  # type: ignore[union-attr]
     assert call.dialog.connected
+
+
+async def test_reinvite_with_a_broken_contact_gets_400(call: Call) -> None:
+    call.cseq += 1
+    msg = sip_message("INVITE", call.sip.port, call.peer.local_port, branch="z9hG4bKbadc",
+                      call_id="edge", to_tag=call.to_tag, cseq=call.cseq).replace(
+        f"Contact: <sip:raw@127.0.0.1:{call.peer.local_port}>".encode(),
+        b"Contact: <sip:raw@127.0.0.1")
+    call.peer.send(msg, call.sip.port)
+    while True:
+        resp = parse_message(await call.peer.recv())
+        if resp.status >= 200:  # type: ignore[union-attr]
+            break
+    assert resp.status == 400 and call.dialog.connected  # type: ignore[union-attr]
+    # a malformed ACK is dropped without a trace
+    call.peer.send(sip_message("ACK", call.sip.port, call.peer.local_port, branch="z9hG4bKba",
+                               call_id="edge", to_tag=call.to_tag).replace(
+        b"To: <sip:pbx@", b"To: <<sip:pbx@"), call.sip.port)
+    call.send("OPTIONS")
+    assert parse_message(await call.peer.recv()).status == 200  # type: ignore[union-attr]
