@@ -7,6 +7,7 @@ import asyncio
 import logging
 import os
 import random
+import re
 import socket
 
 import pytest
@@ -38,6 +39,22 @@ def corpus(port: int, lp: int) -> list[bytes]:
                 b"From: <sip:a@b>;tag=1\r\nTo: <sip:b@c>;tag=2\r\nCall-ID: r1\r\n"
                 b"CSeq: 1 INVITE\r\nContact: <sip:b@127.0.0.1:9>\r\nContent-Length: 0\r\n\r\n")
     return msgs
+
+
+TO_TAG_RE = re.compile(rb"\r\nTo: [^\r\n]*;tag=([^;\r\n]+)")
+CALL_ID_RE = re.compile(rb"\r\nCall-ID: (call-[0-9]+)\r\n")  # our fresh calls only
+
+
+def in_dialog(port: int, lp: int, to_tag: str, call_id: str) -> list[bytes]:
+    """Requests inside a dialog the stack answered (re-INVITE, UPDATE, INFO, ACK, BYE…)."""
+    out = []
+    for i, m in enumerate(("INVITE", "UPDATE", "INFO", "NOTIFY", "REFER", "OPTIONS",
+                           "MESSAGE", "PRACK", "ACK", "BYE"), start=2):
+        body = SDP if m in ("INVITE", "UPDATE") else ""
+        out.append(sip_message(m, port, lp, branch=f"z9hG4bKd{m}", call_id=call_id,
+                               to_tag=to_tag, cseq=i, body=body,
+                               extra="Content-Type: application/sdp\r\n" if body else ""))
+    return out
 
 
 TOKENS = [b"\r\n", b"\r\n\r\n", b":", b";", b",", b"<", b">", b"\"", b"%", b"\x00", b"\xff",
@@ -107,10 +124,17 @@ async def test_fuzzed_input_over_udp_and_tcp(sip: EmbeddedSipPort, raw_udp: RawU
     loop = asyncio.get_running_loop()
     try:
         base = corpus(sip.port, raw_udp.local_port)
+        n_plain = len(base)
+        dialogs_seen = 0
         writers: list[asyncio.StreamWriter] = []
         sent = 0
         end = loop.time() + FUZZ_SECONDS
         while loop.time() < end:
+            if sent % 20 == 0:  # a fresh, valid call now and then: dialogs to fuzz inside
+                raw_udp.send(sip_message(
+                    "INVITE", sip.port, raw_udp.local_port, branch=f"z9hG4bKnew{sent}",
+                    call_id=f"call-{sent}", body=SDP,
+                    extra="Content-Type: application/sdp\r\n"), sip.port)
             raw_udp.send(mutate(rng, rng.choice(base)), sip.port)
             if sent % 4 == 0:
                 writers = [w for w in writers if not w.is_closing()]
@@ -125,10 +149,17 @@ async def test_fuzzed_input_over_udp_and_tcp(sip: EmbeddedSipPort, raw_udp: RawU
                     pass
             sent += 1
             if sent % 50 == 0:
-                raw_udp.drain()
+                for data in raw_udp.drain():  # learn our To tags: fuzz inside dialogs too
+                    tag, cid = TO_TAG_RE.search(data), CALL_ID_RE.search(data)
+                    if tag and cid and data.startswith(b"SIP/2.0 200") and b" INVITE" in data:
+                        base = base[:n_plain] + in_dialog(
+                            sip.port, raw_udp.local_port, tag.group(1).decode("latin-1"),
+                            cid.group(1).decode())
+                        dialogs_seen += 1
                 await asyncio.sleep(0.001)
         await asyncio.sleep(0.2)
         assert sent > 100  # the loop ran (a figure would depend on the shared machine)
+        assert dialogs_seen > 0  # some fuzzing happened inside dialogs
         for w in writers:
             w.close()
         raw_udp.drain()
