@@ -123,8 +123,8 @@ async def start_legs(ctx: Any, p: Any) -> None:
 async def start_ringback(ctx: Any, p: Any) -> None:
     """Ringback through RTPEngine, once per verb, only while the caller is unanswered."""
     sv = session_vars(ctx)
-    if getattr(sv, "a_dialog", None) is not None or sv.req.final_sent:
-        return
+    if getattr(sv, "a_dialog", None) is not None or sv.req.final_sent or not sv.req.body:
+        return  # answered already, or a late-offer caller: no SDP to play early media into
     url = ctx.vars.verb.ringtone or ctx.services.settings.default_ringtone
     media = ctx.services.media
 
@@ -166,7 +166,7 @@ async def relay_ringing(ctx: Any, p: Any) -> None:
 async def relay_early_media(ctx: Any, p: Any) -> None:
     """183 with SDP from a leg → through RTPEngine (its branch) → 183 to the caller (D-15)."""
     sv = session_vars(ctx)
-    if sv.req.final_sent or getattr(sv, "a_dialog", None) is not None:
+    if sv.req.final_sent or getattr(sv, "a_dialog", None) is not None or not sv.req.body:
         return
     response = ctx.event.data["response"]
     leg = ctx.vars.legs.get(ctx.event.data["index"])
@@ -235,6 +235,70 @@ async def bridge(ctx: Any, p: Any) -> None:
         return Outcome("connect.bridged")
 
     ctx.start(join(), done="connect.bridged", error="connect.bridge_failed")
+
+
+@guard()
+def late_offer(ctx: Any, p: Any) -> bool:
+    """The caller's INVITE had no SDP: the winner's 200 holds the offer (D-34)."""
+    sv = session_vars(ctx)
+    return not sv.req.body and getattr(sv, "a_dialog", None) is None
+
+
+@action(emits=("connect.offered", "connect.bridge_failed", "caller.ack"),
+        outcomes=("connect.offered", "connect.bridge_failed"))
+async def offer_to_caller(ctx: Any, p: Any) -> None:
+    """The winner's offer (through RTPEngine unless direct media) in our 200 to the caller;
+    its ACK, which carries the answer, comes back as ``caller.ack``."""
+    leg = ctx.vars.legs[ctx.vars.winner]
+    session = _session(ctx)
+    sv = session.vars
+    ms = media_session(ctx)
+    media = ctx.services.media
+
+    async def offer() -> Outcome:
+        dialog = leg.vars.dialog
+        sdp = dialog.remote_sdp or b""
+        if not direct_media(ms.caller, leg.vars.spec.codecs):
+            ms.used = True
+            result = await media.offer(call_id=ms.call_id, from_tag=dialog.remote_tag, sdp=sdp,
+                                       source_codecs=leg.vars.spec.codecs.codecs,
+                                       dest_codecs=ms.caller.codecs)
+            sdp = result.sdp
+        if sv.req.cancelled:
+            return Outcome("connect.bridge_failed", {"why": "caller cancelled"})
+        a_dialog = await sv.req.answer(sdp=sdp)
+        attach_caller_dialog(session, a_dialog)
+        a_dialog.on("ack", lambda req: ctx.post("caller.ack", {"req": req}))
+        return Outcome("connect.offered")
+
+    ctx.start(offer(), done="connect.offered", error="connect.bridge_failed")
+
+
+@action(emits=BRIDGE_OUTCOMES, outcomes=BRIDGE_OUTCOMES)
+async def complete_late_offer(ctx: Any, p: Any) -> None:
+    """RTPEngine answer with the caller's SDP (from its ACK), then ACK the winner with it."""
+    leg = ctx.vars.legs[ctx.vars.winner]
+    sv = session_vars(ctx)
+    ms = media_session(ctx)
+    media = ctx.services.media
+    ack = ctx.event.data["req"]
+
+    async def complete() -> Outcome:
+        dialog = leg.vars.dialog
+        answer = ack.body or b""
+        if not answer:
+            return Outcome("connect.bridge_failed", {"why": "the caller's ACK had no SDP"})
+        if not direct_media(ms.caller, leg.vars.spec.codecs):
+            result = await media.answer(call_id=ms.call_id, from_tag=dialog.remote_tag,
+                                        to_tag=ms.from_tag, sdp=answer)
+            answer = result.sdp
+        await dialog.ack(sdp=answer)
+        sv.connected_before = True
+        sv.transferring = False
+        leg.post("bridge")
+        return Outcome("connect.bridged")
+
+    ctx.start(complete(), done="connect.bridged", error="connect.bridge_failed")
 
 
 @guard()

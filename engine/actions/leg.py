@@ -57,6 +57,13 @@ def direct_media(ctx: Any, p: Any) -> bool:
     return both_direct(media_session(ctx).caller, _spec(ctx).codecs)
 
 
+@guard()
+def caller_sent_no_sdp(ctx: Any, p: Any) -> bool:
+    """Late offer: the caller's INVITE had no SDP, so this leg's INVITE has none either and
+    the callee's 200 carries the offer (D-34)."""
+    return not caller_sdp(ctx)
+
+
 @action(emits=("media.done", "media.error"), outcomes=("media.done", "media.error"))
 async def offer_media(ctx: Any, p: Any) -> None:
     """RTPEngine offer of the caller's SDP for this leg: mask = the caller's codecs,
@@ -67,9 +74,6 @@ async def offer_media(ctx: Any, p: Any) -> None:
     sdp = caller_sdp(ctx)
 
     async def offer() -> None:
-        if not sdp:
-            raise ValueError("the caller sent no SDP (late offer is not relayed through "
-                             "RTPEngine); use DIRECT codecs for such callers")
         ms.used = True
         answer = await media.offer(
             call_id=ms.call_id, from_tag=ms.from_tag, sdp=sdp,

@@ -150,3 +150,25 @@ def test_refer_from_callee_transfers_the_caller(pbx: Pbx, webhooks: WebhookServe
     assert hooks[1]["from"] == "bob"
     assert "connect:refer" in wait_events(webhooks, "connect:refer")
     assert_clean(pbx)
+
+
+def test_late_offer_caller_gets_the_offer_in_200_and_answers_in_ack(
+        pbx: Pbx, webhooks: WebhookServer, servers: list[SippServer]) -> None:
+    """D-34: an SDP-less INVITE. The callee's offer reaches the caller through RTPEngine in
+    our 200; the caller's answer (in its ACK) reaches the callee in our ACK."""
+    from tests.e2e.test_calls import MediaProbe
+
+    bob = start_callee(servers, pbx, "bob", "call_uas")
+    webhooks.reply("/call", json=[{"verb": "connect", "dest": {"type": "client",
+                                                               "address": "bob"}}])
+    with MediaProbe(pbx) as probe:
+        result = caller(pbx, "call_uac_late", "1001", hold_ms=2500)
+    assert result.rc == 0, result.explain()
+    done = bob.wait(20)
+    assert done.rc == 0, done.explain()
+    invite_to_bob = done.messages.split("INVITE sip:")[1].split("\n\n")[0]
+    assert "Content-Type: application/sdp" not in invite_to_bob  # late offer to the callee too
+    ack_to_bob = done.messages.split("ACK sip:")[1]
+    assert "m=audio" in ack_to_bob  # our ACK carries the (translated) answer
+    assert sum(1 for n in probe.packets.values() if n > 20) >= 2, probe.packets
+    assert_clean(pbx)
