@@ -231,6 +231,7 @@ async def bridge(ctx: Any, p: Any) -> None:
                 return Outcome("connect.bridge_failed", {"status": response.status})
         sv.connected_before = True
         sv.transferring = False
+        sv.req.message.compact()  # the call may last hours: drop the INVITE's parse caches
         leg.post("bridge")
         return Outcome("connect.bridged")
 

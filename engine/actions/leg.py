@@ -149,6 +149,9 @@ async def report_provisional(ctx: Any, p: Any) -> None:
 
 @action()
 async def report_answered(ctx: Any, p: Any) -> None:
+    # The INVITE is done: drop the client-leg handle (and the request it holds) for the
+    # rest of the call; the dialog is all a connected leg needs.
+    ctx.vars.client_leg = None
     ctx.parent.post("leg.answered", {"index": _spec(ctx).index})
 
 

@@ -20,7 +20,6 @@ import itertools
 import logging
 import os
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from operator import itemgetter
@@ -70,9 +69,10 @@ class Instance:
     """One running flow (a REGISTER, a call leg, a verb, a trunk registration)."""
 
     __slots__ = (
-        "__weakref__", "_begun", "_children", "_epoch", "_itasks", "_on_finish", "_queue",
-        "_running", "_stasks", "_timers", "created", "event", "guard_log", "id", "log", "machine",
-        "parent", "result", "runtime", "state", "status", "steps", "trace", "vars",
+        "__weakref__", "_acts", "_begun", "_children", "_epoch", "_itasks", "_log",
+        "_on_finish", "_queue", "_running", "_stasks", "_timers", "created", "event",
+        "guard_log", "id", "machine", "parent", "result", "runtime", "state", "status", "steps",
+        "trace", "vars",
     )
 
     def __init__(self, runtime: Runtime, machine: CompiledMachine, vars: dict[str, Any],
@@ -86,22 +86,32 @@ class Instance:
         self.status = RUNNING
         self.event = _NO_EVENT
         self.result: dict[str, Any] = {}
-        self.trace = Trace()
+        self.trace = Trace(machine.label)
         self.created = runtime.clock.time()
-        self.log: Logger = _log.bind(instance=self.id)
+        self._log: Logger | None = None
+        # Working lists reused for every event (cleared, not reallocated): thousands of
+        # instances live at once, so per-instance allocations are kept few and lazy.
         self.steps: list[tuple[int, str, Any]] = []
         self.guard_log: list[tuple[str, bool]] = []
-        self._queue: deque[tuple[str, dict[str, Any] | None]] = deque()
+        self._acts: list[str] = []
+        self._queue: list[tuple[str, dict[str, Any] | None]] = []
         self._running = False
         self._begun = False
         self._epoch = 0
-        self._timers: list[Any] = []
-        self._stasks: set[asyncio.Task[Any]] = set()
-        self._itasks: set[asyncio.Task[Any]] = set()
-        self._children: set[Instance] = set()
-        self._on_finish: list[Callable[[Instance], None]] = []
+        self._timers: list[Any] | None = None
+        self._stasks: set[asyncio.Task[Any]] | None = None
+        self._itasks: set[asyncio.Task[Any]] | None = None
+        self._children: set[Instance] | None = None
+        self._on_finish: list[Callable[[Instance], None]] | None = None
 
     # ------------------------------------------------------------------ public API
+    @property
+    def log(self) -> Logger:
+        """A logger bound to this instance's id (created on first use)."""
+        if self._log is None:
+            self._log = _log.bind(instance=self.id)
+        return self._log
+
     @property
     def services(self) -> Any:
         """The ports (sip, media, store, hooks, config, settings, clock)."""
@@ -143,25 +153,34 @@ class Instance:
         """
         task = self.runtime.loop.create_task(work)  # type: ignore[arg-type]
         if scope == "state":
+            if self._stasks is None:
+                self._stasks = set()
             self._stasks.add(task)
             epoch = self._epoch
         else:
+            if self._itasks is None:
+                self._itasks = set()
             self._itasks.add(task)
             epoch = -1
         task.add_done_callback(lambda t: self._work_done(t, done, error, epoch))
         return task
 
     def on_finish(self, callback: Callable[[Instance], None]) -> None:
+        if self._on_finish is None:
+            self._on_finish = []
         self._on_finish.append(callback)
 
     def spawn_child(self, machine: str, *, vars: dict[str, Any], done: str) -> Instance:
         """Start a child machine; when it finishes this instance gets ``done`` with data
         ``{"child": …, "outcome": <final state>, **child.result}``."""
         child = self.runtime.spawn(machine, vars=vars, parent=self)
+        if self._children is None:
+            self._children = set()
         self._children.add(child)
 
         def finished(c: Instance) -> None:
-            self._children.discard(c)
+            if self._children is not None:
+                self._children.discard(c)
             self.post(done, {"child": c, "outcome": c.state, "status": c.status, **c.result})
 
         child.on_finish(finished)
@@ -172,8 +191,8 @@ class Instance:
         """Stop at once without running any action (used when a parent ends)."""
         if self.status != RUNNING:
             return
-        self.trace.add(TraceEntry(self.runtime.clock.time(), self.machine.label, self.state,
-                                  self.state, "kill", note=f"killed: {reason}"))
+        self.trace.add(TraceEntry(self.runtime.clock.time(), self.state, self.state, "kill",
+                                  note=f"killed: {reason}"))
         self._finish(KILLED)
 
     # ------------------------------------------------------------------ engine
@@ -182,8 +201,10 @@ class Instance:
                        machine=self.machine.label, error=repr(exc))
 
     def _work_done(self, task: asyncio.Task[Any], done: str, error: str, epoch: int) -> None:
-        self._stasks.discard(task)
-        self._itasks.discard(task)
+        if self._stasks is not None:
+            self._stasks.discard(task)
+        if self._itasks is not None:
+            self._itasks.discard(task)
         if task.cancelled() or self.status != RUNNING:
             return
         if epoch not in (-1, self._epoch):
@@ -215,7 +236,7 @@ class Instance:
                 await self._enter_initial()
             queue = self._queue
             while queue and self.status == RUNNING:
-                name, data = queue.popleft()
+                name, data = queue.pop(0)
                 await self._process(name, data)
         except asyncio.CancelledError:
             raise
@@ -232,9 +253,10 @@ class Instance:
         if not (machine.entry[initial] or machine.timers[initial]
                 or initial in machine.has_always):
             return
-        entry = self.trace.add(TraceEntry(self.runtime.clock.time(), machine.label, "",
-                                          initial, "(begin)"))
+        entry = self.trace.add(TraceEntry(self.runtime.clock.time(), "", initial, "(begin)"))
+        self._acts.clear()
         await self._run_steps([(2, "enter", initial)], entry)
+        self._close_entry(entry)
 
     async def _process(self, name: str, data: dict[str, Any] | None) -> None:
         machine = self.machine
@@ -242,16 +264,20 @@ class Instance:
         clock = self.runtime.clock
         if name not in machine.handled[source]:
             if self.runtime.trace_ignored:
-                self.trace.add(TraceEntry(clock.time(), machine.label, source, source, name,
-                                          note="ignored"))
+                self.trace.add(TraceEntry(clock.time(), source, source, name, note="ignored"))
             return
         t0 = time.perf_counter()
         self.event = Event(name, data)
-        steps = self.steps = []
-        guards = self.guard_log = []
+        steps = self.steps
+        steps.clear()
+        guards = self.guard_log
+        guards.clear()
+        self._acts.clear()
         taken = machine.events[name].trigger(self)
-        entry = self.trace.add(TraceEntry(clock.time(), machine.label, source, self.state, name,
-                                          guards))
+        entry = self.trace.add(TraceEntry(clock.time(), source, self.state, name))
+        if guards:
+            entry.guards = tuple(label for label, _ in guards)
+            entry.guard_bits = sum(1 << i for i, (_, ok) in enumerate(guards) if ok)
         if not taken:
             entry.note = "no transition (guards false)"
             entry.duration_us = (time.perf_counter() - t0) * 1e6
@@ -260,9 +286,15 @@ class Instance:
             if len(steps) > 1:
                 steps.sort(key=_phase)
             await self._run_steps(steps, entry)
+        self._close_entry(entry)
         entry.duration_us = (time.perf_counter() - t0) * 1e6
         if self.runtime.log_transitions:
             self.log.debug("transition", machine=machine.label, step=str(entry))
+
+    def _close_entry(self, entry: TraceEntry) -> None:
+        if self._acts:
+            entry.actions = tuple(self._acts)
+            self._acts.clear()
 
     async def _run_steps(self, steps: list[tuple[int, str, Any]], entry: TraceEntry) -> None:
         machine = self.machine
@@ -280,7 +312,7 @@ class Instance:
                     return
         state = self.state
         if state in machine.has_always:
-            self._queue.appendleft((ALWAYS_EVENT, None))
+            self._queue.insert(0, (ALWAYS_EVENT, None))
         elif state in machine.final_states:
             self._finish(DONE)
 
@@ -290,10 +322,10 @@ class Instance:
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            entry.actions.append((call.label, f"error: {exc!r}"))
+            entry.failed = f"{call.label}: {exc!r}"
             self._action_failed(call, exc)
             return False
-        entry.actions.append((call.label, "ok"))
+        self._acts.append(call.label)
         return True
 
     def _action_failed(self, call: BoundCall, exc: Exception) -> None:
@@ -305,7 +337,7 @@ class Instance:
             self._finish(FAILED if machine.on_failure != state else DONE)
             return
         if ACTION_ERROR in machine.handled[state]:
-            self._queue.appendleft((ACTION_ERROR, {"action": call.name, "error": exc}))
+            self._queue.insert(0, (ACTION_ERROR, {"action": call.name, "error": exc}))
             return
         self._queue.clear()
         self.runtime.loop.create_task(self._enter_failure(call.name, exc))
@@ -317,8 +349,8 @@ class Instance:
         if self.status != RUNNING:
             return
         source = self.state
-        entry = self.trace.add(TraceEntry(self.runtime.clock.time(), machine.label, source,
-                                          target or source, ACTION_ERROR,
+        entry = self.trace.add(TraceEntry(self.runtime.clock.time(), source, target or source,
+                                          ACTION_ERROR,
                                           note=f"uncaught failure of {action_name}"))
         if target is None or target == source:
             self._finish(FAILED)
@@ -328,10 +360,12 @@ class Instance:
         self.event = Event(ACTION_ERROR, {"action": action_name, "error": exc})
         self._arm_timers(target)
         self._running = True
+        self._acts.clear()
         try:
             for call in machine.entry[target]:
                 if not await self._call(call, entry):
                     return
+            self._close_entry(entry)
             if target in machine.final_states:
                 self._finish(DONE)
             elif self._queue:
@@ -344,7 +378,7 @@ class Instance:
         if self._timers:
             for handle in self._timers:
                 handle.cancel()
-            self._timers.clear()
+            self._timers = None
         if self._stasks:
             for task in self._stasks:
                 task.cancel()
@@ -366,6 +400,8 @@ class Instance:
                     self.log.error("delay raised; timer fires at once", delay=timer.label,
                                    error=repr(exc))
                     seconds = 0.0
+            if self._timers is None:
+                self._timers = []
             self._timers.append(clock.call_later(
                 seconds, lambda ev=timer.event, ep=epoch: self._timer_fired(ev, ep)))
 
@@ -374,23 +410,42 @@ class Instance:
             return
         self.status = status
         self._leave_state()
-        for task in self._itasks:
-            task.cancel()
-        self._itasks.clear()
+        if self._itasks:
+            for task in self._itasks:
+                task.cancel()
+            self._itasks = None
         self._queue.clear()
-        for child in list(self._children):
-            child.kill(f"parent {self.id} ended")
-        self._children.clear()
+        if self._children:
+            for child in list(self._children):
+                child.kill(f"parent {self.id} ended")
+        self._children = None
         self.runtime.forget(self)
-        for callback in self._on_finish:
+        callbacks, self._on_finish = self._on_finish, None
+        for callback in callbacks or ():
             try:
                 callback(self)
             except Exception as exc:
                 self.log.exception("finish callback failed", error=repr(exc))
-        self._on_finish.clear()
+        self._release_peers()
+
+    def _release_peers(self) -> None:
+        """An ended instance forgets the other instances it knew (its parent, children,
+        legs) and its last event's data: parents and children point at each other, and
+        without this every finished call would wait for the cyclic garbage collector
+        instead of being freed at once. Its state, result and trace stay readable."""
+        self.event = _NO_EVENT
+        for key, value in list(self.vars.__dict__.items()):
+            if _refers_to_instances(value):
+                delattr(self.vars, key)
 
     def __repr__(self) -> str:
         return f"<Instance {self.id} {self.machine.label} state={self.state} {self.status}>"
+
+
+def _refers_to_instances(value: Any) -> bool:
+    if isinstance(value, Instance):
+        return True
+    return isinstance(value, dict) and any(isinstance(v, Instance) for v in value.values())
 
 
 class Runtime:

@@ -1,67 +1,89 @@
 """Per-instance execution trace: what happened, in which state, and why.
 
-The trace is what `dragonpbx trace`, the HTTP API and the diagram renderer
-(highlighting a live call's path) show. It is bounded so a long call cannot
-grow memory without limit; the first entries (how the call began) and the
-last ones (what it is doing now) are the useful ones, so when full the oldest
-*middle* entries are dropped.
+The trace is what `dragonpbx render --trace`, the logs (one debug line per step)
+and later the HTTP API show for a call. It is bounded so a long call cannot grow
+memory without limit; the first entries (how the call began) and the last ones
+(what it is doing now) are the useful ones, so when full the oldest *middle*
+entries are dropped.
+
+Entries are compact (several live per call, thousands of calls live at once):
+guard names and action labels are the compiled machine's shared strings, guard
+results are bits of one int, and nothing is stored for what did not happen.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
 MAX_ENTRIES = 200
 KEEP_HEAD = 20
 
 
-@dataclass(slots=True)
 class TraceEntry:
-    time: float  # wall clock, seconds
-    machine: str  # name@version
-    source: str
-    target: str
-    event: str
-    guards: list[tuple[str, bool]] = field(default_factory=list)
-    actions: list[tuple[str, str]] = field(default_factory=list)  # (name, "ok" | "error: …")
-    duration_us: float = 0.0
-    note: str = ""  # "ignored", "no transition", "action failed", "killed", …
+    __slots__ = ("actions", "duration_us", "event", "failed", "guard_bits", "guards", "note",
+                 "source", "target", "time")
 
-    def to_dict(self) -> dict[str, Any]:
+    def __init__(self, time: float, source: str, target: str, event: str,
+                 guards: tuple[str, ...] | None = None, guard_bits: int = 0,
+                 actions: tuple[str, ...] | None = None, failed: str | None = None,
+                 duration_us: float = 0.0, note: str | None = None):
+        self.time = time  # wall clock, seconds
+        self.source = source
+        self.target = target
+        self.event = event
+        self.guards = guards  # labels of the guards evaluated, in order
+        self.guard_bits = guard_bits  # bit i = result of guards[i]
+        self.actions = actions  # labels of the actions that ran and succeeded
+        self.failed = failed  # "label: error" of the action that failed, if one did
+        self.duration_us = duration_us
+        self.note = note  # "ignored", "no transition (guards false)", "killed: …"
+
+    def guard_results(self) -> list[tuple[str, bool]]:
+        return [(g, bool(self.guard_bits >> i & 1)) for i, g in enumerate(self.guards or ())]
+
+    def to_dict(self, machine: str = "") -> dict[str, Any]:
         out: dict[str, Any] = {
-            "time": round(self.time, 6), "machine": self.machine, "from": self.source,
-            "to": self.target, "event": self.event,
-            "duration_us": round(self.duration_us, 1),
+            "time": round(self.time, 6), "from": self.source, "to": self.target,
+            "event": self.event, "duration_us": round(self.duration_us, 1),
         }
+        if machine:
+            out["machine"] = machine
         if self.guards:
-            out["guards"] = [{"guard": g, "result": r} for g, r in self.guards]
-        if self.actions:
-            out["actions"] = [{"action": a, "outcome": o} for a, o in self.actions]
+            out["guards"] = [{"guard": g, "result": r} for g, r in self.guard_results()]
+        if self.actions or self.failed:
+            acts = [{"action": a, "outcome": "ok"} for a in self.actions or ()]
+            if self.failed:
+                label, _, error = self.failed.partition(": ")
+                acts.append({"action": label, "outcome": f"error: {error}"})
+            out["actions"] = acts
         if self.note:
             out["note"] = self.note
         return out
 
     def __str__(self) -> str:
-        guards = " ".join(f"[{g}={'T' if r else 'F'}]" for g, r in self.guards)
-        acts = ", ".join(a if o == "ok" else f"{a}!{o}" for a, o in self.actions)
+        guards = " ".join(f"[{g}={'T' if r else 'F'}]" for g, r in self.guard_results())
+        acts = list(self.actions or ())
+        if self.failed:
+            label, _, error = self.failed.partition(": ")
+            acts.append(f"{label}!error: {error}")
         text = f"{self.source} --{self.event}"
         if guards:
             text += f" {guards}"
         text += f"--> {self.target}"
         if acts:
-            text += f" / {acts}"
+            text += " / " + ", ".join(acts)
         if self.note:
             text += f"  ({self.note})"
         return text
 
 
 class Trace:
-    __slots__ = ("dropped", "entries")
+    __slots__ = ("dropped", "entries", "machine")
 
-    def __init__(self) -> None:
+    def __init__(self, machine: str = "") -> None:
         self.entries: list[TraceEntry] = []
         self.dropped = 0
+        self.machine = machine  # name@version of the instance's machine
 
     def add(self, entry: TraceEntry) -> TraceEntry:
         entries = self.entries
@@ -88,4 +110,4 @@ class Trace:
         return out
 
     def to_list(self) -> list[dict[str, Any]]:
-        return [e.to_dict() for e in self.entries]
+        return [e.to_dict(self.machine) for e in self.entries]

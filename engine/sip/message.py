@@ -77,6 +77,13 @@ class SipMessage:
 
     # ------------------------------------------------------------------ read access
 
+    def compact(self) -> None:
+        """Drop the header index and the parsed-header cache (rebuilt on next access): for
+        messages that are kept for a long time but rarely read again, such as the INVITE
+        of a call in progress."""
+        self._index = None
+        self._cache = {}
+
     def has(self, name: str) -> bool:
         return header_key(name) in self._idx()
 
