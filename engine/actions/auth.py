@@ -86,9 +86,11 @@ async def verify_password(ctx: Any, p: Any) -> None:
     realm = domain(ctx)
     method = ctx.vars.req.method
 
+    static = getattr(ctx.vars, "nonce_outcome", None)
+
     async def verify() -> Outcome:
         outcome = await ctx.services.digest.verify(creds, method=method, realm=realm,
-                                                   password=password)
+                                                   password=password, static=static)
         return Outcome(_VERIFY_EVENTS.get(outcome, "auth.bad"), {"outcome": outcome.value})
 
     ctx.start(verify(), done="auth.ok", error="auth.error")

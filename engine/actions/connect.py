@@ -275,6 +275,17 @@ async def offer_to_caller(ctx: Any, p: Any) -> None:
     ctx.start(offer(), done="connect.offered", error="connect.bridge_failed")
 
 
+@action()
+async def keep_caller_ack(ctx: Any, p: Any) -> None:
+    """The caller's ACK (with its answer) may arrive before our 200 was confirmed sent."""
+    ctx.vars.caller_ack = ctx.event.data["req"]
+
+
+@guard()
+def caller_acked(ctx: Any, p: Any) -> bool:
+    return getattr(ctx.vars, "caller_ack", None) is not None
+
+
 @action(emits=BRIDGE_OUTCOMES, outcomes=BRIDGE_OUTCOMES)
 async def complete_late_offer(ctx: Any, p: Any) -> None:
     """RTPEngine answer with the caller's SDP (from its ACK), then ACK the winner with it."""
@@ -282,7 +293,7 @@ async def complete_late_offer(ctx: Any, p: Any) -> None:
     sv = session_vars(ctx)
     ms = media_session(ctx)
     media = ctx.services.media
-    ack = ctx.event.data["req"]
+    ack = ctx.vars.caller_ack
 
     async def complete() -> Outcome:
         dialog = leg.vars.dialog

@@ -16,6 +16,7 @@ from typing import Any
 from engine.actions._request import aor_user, from_user, requested_expires, valid_credentials
 from engine.actions.sip import send_reply
 from engine.fsm import action, guard
+from engine.store.codec import JsonText
 
 
 @dataclass(frozen=True)
@@ -34,7 +35,8 @@ async def grant_from_config(ctx: Any, p: Any) -> None:
     client = ctx.vars.client_match.client
     ctx.vars.grant = Grant(
         expires=client.expires,
-        dialplan=client.dialplan.as_dict() if client.dialplan is not None else None,
+        # the config's dialplan keeps its JSON text: stored as is, not re-encoded each time
+        dialplan=JsonText(client.dialplan.to_json()) if client.dialplan is not None else None,
         codecs=list(client.codecs) if client.codecs is not None else None,
     )
 

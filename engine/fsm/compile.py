@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from transitions import Machine, State
+from transitions import core as transitions_core
+from transitions.core import EventData
 
 from engine.fsm.definition import ALWAYS_EVENT, CallRef, MachineDef, TransitionDef
 from engine.fsm.registry import Registry
@@ -42,6 +44,29 @@ class BoundTimer:
     seconds: float | None  # fixed delay, or None when ``delay`` computes it
     delay: BoundCall | None
     label: str
+
+
+class _QuietLog:
+    """Stands in for ``transitions.core._LOGGER`` unless we log at debug: the library
+    makes ~8 ``debug()`` calls per transition, each a call and a level check, which was
+    3 % of the registrar's CPU under load."""
+
+    @staticmethod
+    def debug(*args: Any, **kwargs: Any) -> None:
+        return None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(_transitions_log, name)
+
+
+_transitions_log = transitions_core._LOGGER
+
+
+def quiet_transitions_logging(quiet: bool) -> None:
+    transitions_core._LOGGER = _QuietLog() if quiet else _transitions_log
+
+
+quiet_transitions_logging(True)
 
 
 class _GraphMachine(Machine):
@@ -157,7 +182,13 @@ class CompiledMachine:
         self._machine.set_state(state, model)
 
     def trigger(self, model: Any, event: str) -> bool:
-        return self.events[event].trigger(model)
+        """Let ``transitions`` take ``event`` for ``model``: guards, exit, set state, enter.
+
+        Calls the event's ``_trigger`` with its EventData directly: ``Event.trigger``
+        only wraps that in a partial for ``Machine._process``, whose queue we do not use
+        (the runtime queues per instance)."""
+        ev = self.events[event]
+        return ev._trigger(EventData(None, ev, self._machine, model, (), {}))
 
     def __repr__(self) -> str:
         return f"<CompiledMachine {self.label}>"

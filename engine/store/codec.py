@@ -40,8 +40,17 @@ def nonce_key(nonce: str) -> str:
     return f"nonce:{nonce}"
 
 
+class JsonText(str):
+    """JSON already encoded in the seed's form (e.g. a config dialplan's cached text): stored
+    as it is instead of being decoded and encoded again on every REGISTER."""
+
+    __slots__ = ()
+
+
 def js_json(value: Any) -> str:
     """``JSON.stringify(value)`` as the seed stored it (compact separators, UTF-8 text)."""
+    if isinstance(value, JsonText):
+        return value
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 

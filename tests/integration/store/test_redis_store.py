@@ -54,16 +54,52 @@ async def test_implements_protocol_and_pings(store: RedisStore) -> None:
     await store.ping()
 
 
-async def test_hiredis_parser_is_used(store: RedisStore) -> None:
-    from redis.utils import HIREDIS_AVAILABLE
+async def test_concurrent_operations_share_one_pipelined_connection(
+        store: RedisStore, raw: aioredis.Redis) -> None:
+    """Hundreds of callers at once: every reply reaches its own caller (FIFO pipelining),
+    and MULTI/EXEC blocks of different callers never interleave."""
+    async def one(i: int) -> None:
+        b = Binding(contact=f"sip:u{i}@h", proxy="sip:h:1", dialplan={"n": i}, codecs=["PCMU"],
+                    expires=60 + i)
+        await store.save_binding(domain="d", user=f"u{i}", binding=b)
+        got = await store.get_binding(domain="d", user=f"u{i}")
+        assert got is not None and got[0].dialplan == {"n": i} and got[1] <= 60 + i
+        assert await store.advance_nonce_count(nonce=f"n{i}", nc=1, ttl=30)
 
-    assert HIREDIS_AVAILABLE
-    await store.ping()
-    conn = await store._pool.get_connection()
-    try:
-        assert "Hiredis" in type(conn._parser).__name__
-    finally:
-        await store._pool.release(conn)
+    await asyncio.gather(*(one(i) for i in range(300)))
+    clients = await raw.client_list()
+    assert len([c for c in clients if c.get("cmd") != "client|list"]) == 1
+
+
+async def test_password_and_database_from_the_url(tmp_path: Path) -> None:
+    from tests.fixtures.procs import free_port, require_binary, running, start_service
+
+    port = free_port()
+    svc = start_service("redis-auth", [require_binary("redis-server"), "--port", str(port),
+                                       "--bind", "127.0.0.1", "--save", "", "--requirepass",
+                                       "s3cret"], tmp_path)
+
+    def up() -> bool:
+        import socket
+
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(64).startswith((b"-NOAUTH", b"+PONG"))
+
+    with running(svc, up):
+        bad = RedisStore(f"redis://:wrong@127.0.0.1:{port}/0", instance_id="x")
+        with pytest.raises(StoreError):
+            await bad.ping()
+        await bad.close()
+        good = RedisStore(f"redis://:s3cret@127.0.0.1:{port}/3", instance_id="x")
+        try:
+            await good.save_binding(domain="d", user="u", binding=Binding(
+                contact="sip:u@h", proxy="sip:h:1", dialplan=None, codecs=None, expires=30))
+            check = aioredis.from_url(f"redis://:s3cret@127.0.0.1:{port}/3")
+            assert await check.exists("client:d:u") == 1
+            await check.aclose()
+        finally:
+            await good.close()
 
 
 async def test_binding_exact_hash_fields_json_text_and_ttl(store: RedisStore,

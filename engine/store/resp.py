@@ -1,0 +1,317 @@
+"""A lean, pipelined Redis client: one connection, RESP encoded here, hiredis parsing.
+
+Why not redis-py on this path: measured on this machine against a local Redis,
+redis-py cost ~160 µs of CPU for the REGISTER's MULTI/EXEC and ~67 µs for the
+nonce-count script; this client does the same in ~37 µs and ~22 µs. Every
+REGISTER and every call does these, so that difference is a third of the
+registrar's CPU budget.
+
+How: commands are encoded once into one buffer and written in one call, so
+concurrent callers never interleave (a MULTI…EXEC block is atomic on the wire
+too); replies come back in order and complete a FIFO of futures. A lost
+connection fails what is pending with ``StoreError`` and the next command
+reconnects (AUTH and SELECT included). A watchdog aborts the connection when the
+oldest pending command is older than the command timeout, so a hung Redis costs
+a bounded wait, never a stalled call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlparse
+
+import hiredis
+
+from engine.errors import StoreError
+from engine.log import get_logger
+
+log = get_logger(__name__)
+
+Arg = str | bytes | int | float
+
+
+def encode(*args: Arg) -> bytes:
+    """One command in RESP (an array of bulk strings)."""
+    out = [b"*%d\r\n" % len(args)]
+    for a in args:
+        if isinstance(a, str):
+            b = a.encode()
+        elif isinstance(a, bytes):
+            b = a
+        else:
+            b = str(a).encode()
+        out.append(b"$%d\r\n%s\r\n" % (len(b), b))
+    return b"".join(out)
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    host: str | None
+    port: int
+    path: str | None
+    username: str | None
+    password: str | None
+    db: int
+    tls: bool
+
+    @classmethod
+    def from_url(cls, url: str) -> Endpoint:
+        """``redis://[user:pass@]host[:port][/db]``, ``rediss://`` (TLS), ``unix:///path?db=N``."""
+        u = urlparse(url)
+        if u.scheme not in ("redis", "rediss", "unix"):
+            raise ValueError(f"unsupported scheme {u.scheme!r}")
+        user = unquote(u.username) if u.username else None
+        password = unquote(u.password) if u.password else None
+        query = parse_qs(u.query)
+        db_text = (u.path.lstrip("/") if u.scheme != "unix" else "") or \
+            query.get("db", ["0"])[0]
+        try:
+            db = int(db_text or 0)
+        except ValueError:
+            raise ValueError(f"bad database number {db_text!r}") from None
+        if u.scheme == "unix":
+            return cls(None, 0, u.path, user, password, db, False)
+        if not u.hostname:
+            raise ValueError("no host")
+        return cls(u.hostname, u.port or 6379, None, user, password, db, u.scheme == "rediss")
+
+
+class _Protocol(asyncio.Protocol):
+    def __init__(self, client: RespClient):
+        self.client = client
+        self.reader = hiredis.Reader(encoding="utf-8", errors="surrogateescape")
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        reader = self.reader
+        reader.feed(data)
+        pending = self.client._pending
+        while True:
+            reply = reader.gets()
+            if reply is False:
+                return
+            if not pending:
+                log.warning("redis reply with nothing pending; dropping the connection")
+                self.client._drop("unexpected reply")
+                return
+            entry = pending[0]
+            entry[2].append(reply)
+            if len(entry[2]) == entry[1]:
+                pending.popleft()
+                fut = entry[3]
+                if not fut.done():
+                    fut.set_result(entry[2])
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.client._lost(self, exc)
+
+
+class RespClient:
+    """Pipelined commands over one connection; see the module docstring."""
+
+    def __init__(self, url: str, *, connect_timeout: float = 2.0,
+                 command_timeout: float = 2.0):
+        try:
+            self.endpoint = Endpoint.from_url(url)
+        except ValueError as exc:
+            raise StoreError(f"bad REDIS_URL: {exc}") from exc
+        self.connect_timeout = connect_timeout
+        self.command_timeout = command_timeout
+        # (started, expected replies, replies so far, future) in send order
+        self._pending: deque[tuple[float, int, list[Any], asyncio.Future[list[Any]]]] = deque()
+        self._proto: _Protocol | None = None
+        self._connecting: asyncio.Future[_Protocol] | None = None
+        self._watchdog: asyncio.TimerHandle | None = None
+        self._closed = False
+
+    # ------------------------------------------------------------------ connection
+    async def _connection(self) -> _Protocol:
+        proto = self._proto
+        if proto is not None:
+            return proto
+        if self._closed:
+            raise StoreError("redis client is closed")
+        if self._connecting is None:
+            self._connecting = asyncio.get_running_loop().create_future()
+            try:
+                proto = await self._open()
+            except BaseException as exc:
+                fut, self._connecting = self._connecting, None
+                fut.set_exception(exc if isinstance(exc, StoreError)
+                                  else StoreError(f"redis connect failed: {exc}"))
+                fut.exception()  # retrieved: no "never retrieved" warning
+                raise
+            self._proto = proto
+            fut, self._connecting = self._connecting, None
+            fut.set_result(proto)
+            return proto
+        return await asyncio.shield(self._connecting)
+
+    async def _open(self) -> _Protocol:
+        loop = asyncio.get_running_loop()
+        ep = self.endpoint
+        try:
+            async with asyncio.timeout(self.connect_timeout):
+                if ep.path is not None:
+                    _, proto = await loop.create_unix_connection(lambda: _Protocol(self),
+                                                                 ep.path)
+                else:
+                    ctx = ssl.create_default_context() if ep.tls else None
+                    _, proto = await loop.create_connection(
+                        lambda: _Protocol(self), ep.host, ep.port, ssl=ctx)
+        except (OSError, TimeoutError) as exc:
+            raise StoreError(f"redis connect to {self._where()} failed: "
+                             f"{exc or 'timeout'}") from exc
+        self._proto = proto
+        hello: list[bytes] = []
+        if ep.password is not None:
+            hello.append(encode("AUTH", ep.username, ep.password) if ep.username
+                         else encode("AUTH", ep.password))
+        if ep.db:
+            hello.append(encode("SELECT", ep.db))
+        if hello:
+            try:
+                replies = await self._send(b"".join(hello), len(hello))
+            except StoreError:
+                self._proto = None
+                raise
+            for reply in replies:
+                if isinstance(reply, hiredis.ReplyError):
+                    self._drop("authentication failed")
+                    raise StoreError(f"redis {self._where()}: {reply}")
+        return proto
+
+    def _where(self) -> str:
+        ep = self.endpoint
+        return ep.path or f"{ep.host}:{ep.port}"
+
+    def _lost(self, proto: _Protocol, exc: Exception | None) -> None:
+        if self._proto is proto:
+            self._proto = None
+        self._fail_all(StoreError(f"redis connection lost: {exc or 'closed'}"))
+
+    def _drop(self, why: str) -> None:
+        proto, self._proto = self._proto, None
+        if proto is not None and proto.transport is not None:
+            proto.transport.abort()
+        self._fail_all(StoreError(f"redis connection dropped: {why}"))
+
+    def _fail_all(self, error: StoreError) -> None:
+        pending, self._pending = self._pending, deque()
+        for _, _, _, fut in pending:
+            if not fut.done():
+                fut.set_exception(error)
+
+    # ------------------------------------------------------------------ sending
+    def _send(self, payload: bytes, replies: int) -> asyncio.Future[list[Any]]:
+        proto = self._proto
+        if proto is None or proto.transport is None:
+            raise StoreError("redis not connected")
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[list[Any]] = loop.create_future()
+        self._pending.append((time.monotonic(), replies, [], fut))
+        proto.transport.write(payload)
+        if self._watchdog is None:
+            self._watchdog = loop.call_later(self.command_timeout / 4, self._watch)
+        return fut
+
+    def _watch(self) -> None:
+        self._watchdog = None
+        if not self._pending:
+            return
+        age = time.monotonic() - self._pending[0][0]
+        if age > self.command_timeout:
+            log.warning("redis did not answer in time; dropping the connection",
+                        where=self._where(), waited=round(age, 2))
+            self._drop(f"no reply within {self.command_timeout:g}s")
+            return
+        self._watchdog = asyncio.get_running_loop().call_later(self.command_timeout / 4,
+                                                               self._watch)
+
+    async def send(self, payload: bytes, replies: int) -> list[Any]:
+        """Write pre-encoded commands; return their ``replies`` replies in order. A lost
+        connection is reopened once, for a command that never reached the old one."""
+        for attempt in (1, 2):
+            await self._connection()
+            try:
+                return await self._send(payload, replies)
+            except StoreError:
+                if attempt == 2 or self._proto is not None:
+                    raise
+        raise AssertionError("unreachable")
+
+    async def execute(self, *args: Arg) -> Any:
+        """One command; an error reply raises ``StoreError``."""
+        (reply,) = await self.send(encode(*args), 1)
+        if isinstance(reply, hiredis.ReplyError):
+            raise StoreError(f"redis {args[0]}: {reply}")
+        return reply
+
+    async def transaction(self, commands: Sequence[Sequence[Arg]]) -> list[Any]:
+        """``MULTI`` + commands + ``EXEC`` in one write; the EXEC result."""
+        payload = encode("MULTI") + b"".join(encode(*c) for c in commands) + encode("EXEC")
+        replies = await self.send(payload, len(commands) + 2)
+        result = replies[-1]
+        for reply in replies:
+            if isinstance(reply, hiredis.ReplyError):
+                raise StoreError(f"redis transaction: {reply}")
+        if result is None:
+            raise StoreError("redis transaction aborted")
+        for reply in result:
+            if isinstance(reply, hiredis.ReplyError):
+                raise StoreError(f"redis transaction: {reply}")
+        return result
+
+    async def pipeline(self, commands: Sequence[Sequence[Arg]]) -> list[Any]:
+        """Several commands in one write (not atomic); their replies."""
+        replies = await self.send(b"".join(encode(*c) for c in commands), len(commands))
+        for reply in replies:
+            if isinstance(reply, hiredis.ReplyError):
+                raise StoreError(f"redis pipeline: {reply}")
+        return replies
+
+    async def close(self) -> None:
+        self._closed = True
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
+        proto, self._proto = self._proto, None
+        if proto is not None and proto.transport is not None:
+            proto.transport.close()
+        self._fail_all(StoreError("redis client closed"))
+        with contextlib.suppress(Exception):
+            await asyncio.sleep(0)
+
+
+class Script:
+    """A Lua script run with EVALSHA, loaded on first NOSCRIPT (e.g. after a restart)."""
+
+    def __init__(self, client: RespClient, source: str):
+        import hashlib
+
+        self.client = client
+        self.source = source
+        self.sha = hashlib.sha1(source.encode()).hexdigest()
+
+    async def __call__(self, keys: Sequence[Arg], args: Sequence[Arg]) -> Any:
+        payload = encode("EVALSHA", self.sha, len(keys), *keys, *args)
+        (reply,) = await self.client.send(payload, 1)
+        if isinstance(reply, hiredis.ReplyError) and str(reply).startswith("NOSCRIPT"):
+            (reply,) = await self.client.send(
+                encode("EVAL", self.source, len(keys), *keys, *args), 1)
+        if isinstance(reply, hiredis.ReplyError):
+            raise StoreError(f"redis script: {reply}")
+        return reply
+
+
+__all__ = ["Endpoint", "RespClient", "Script", "encode"]
