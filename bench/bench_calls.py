@@ -99,7 +99,11 @@ def bench_rate(rates: list[int], seconds: float, hold_ms: int) -> None:
                 r = run_sipp(HERE / "scenarios" / "uac_call.xml", svc["sip"], rate=rate,
                              seconds=seconds, workdir=svc["workdir"], keys=KEYS,
                              extra=[*CALLER, "-d", str(hold_ms)])
-                passed = r["failed"] == 0 and r["successful"] == r["created"] > 0
+                # a step passes with no failure and the calls completing at (nearly) the
+                # offered rate; achieved = calls / whole run, so the hold time and SIPp's
+                # start-up make it read a little low on short runs
+                passed = (r["failed"] == 0 and r["successful"] == r["created"] > 0
+                          and r["achieved"] >= 0.9 * rate)
                 print(f"  {rate:5d} calls/s for {seconds:g}s (hold {hold_ms} ms): "
                       f"{int(r['successful'])} ok, {int(r['failed'])} failed, "
                       f"{r['achieved']:.0f}/s achieved {'PASS' if passed else 'FAIL'}",

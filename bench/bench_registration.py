@@ -62,7 +62,10 @@ def bench(mode: str, rates: list[int], seconds: float) -> int:
             r = run_sipp(HERE / "scenarios" / "register_csv.xml", svc["sip"], rate=rate,
                          seconds=seconds, workdir=workdir, keys={"domain": "pbx.bench"},
                          inject=inject, extra=AUTH)
-            passed = r["failed"] == 0 and r["successful"] == r["created"] > 0
+            # a step passes with no failure and SIPp really offering the rate (a saturated
+            # daemon shows as calls completing slower than they are offered)
+            passed = (r["failed"] == 0 and r["successful"] == r["created"] > 0
+                      and r["achieved"] >= 0.9 * rate)
             print(f"  {mode:8s} {rate:6d}/s for {seconds:g}s: {int(r['successful'])} ok, "
                   f"{int(r['failed'])} failed, {r['achieved']:.0f}/s achieved "
                   f"{'PASS' if passed else 'FAIL'}", flush=True)
