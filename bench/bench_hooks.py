@@ -1,4 +1,4 @@
-"""Webhook client benchmark: aiohttp.ClientSession vs httpx.AsyncClient.
+"""Webhook client benchmark: aiohttp, httpx and the engine's own HookClient.
 
 Why: RegHook and CallHook calls sit on the SIP hot path (one per REGISTER, one
 per call), so the project picks the HTTP client for ``engine/hooks/client.py``
@@ -6,9 +6,11 @@ by measurement, not by habit. This script starts a local aiohttp server in a
 child process (so the server's CPU is not charged to the client), then drives
 it from one client process with each library, sequentially and with 50
 concurrent requests, POSTing a realistic RegHook body and reading the JSON
-grant. It prints requests/s and p50/p99 latency per case, the cost of
-serialising the payload with ``json.dumps`` (to show whether a faster JSON
-library would matter), and the figure of the client the engine uses.
+grant. It prints requests/s, p50/p99 latency and — the figure that matters
+when the PBX shares its cores with everything else — the client's own CPU
+time per request, plus the cost of serialising the payload with ``json.dumps``.
+With 50 concurrent requests the server process is usually the bottleneck, so
+compare clients by their CPU per request.
 
 Run: ``.venv/bin/python bench/bench_hooks.py [--seconds 3] [--no-uvloop]``.
 Figures depend on the machine and its load; say where they were taken.
@@ -77,9 +79,13 @@ def _wait_port(port: int, timeout: float = 10.0) -> None:
 
 
 async def _drive(call: Callable[[], Awaitable[None]], concurrency: int, seconds: float
-                 ) -> tuple[int, float, list[float]]:
-    """Run ``call`` from ``concurrency`` workers for ``seconds``; return count, elapsed, lat."""
+                 ) -> tuple[int, float, list[float], float]:
+    """Run ``call`` from ``concurrency`` workers for ``seconds``.
+
+    Returns count, elapsed, latencies and the process CPU seconds used.
+    """
     latencies: list[float] = []
+    cpu0 = time.process_time()
     stop_at = time.perf_counter() + seconds
 
     async def worker() -> None:
@@ -90,7 +96,7 @@ async def _drive(call: Callable[[], Awaitable[None]], concurrency: int, seconds:
 
     start = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return len(latencies), time.perf_counter() - start, latencies
+    return len(latencies), time.perf_counter() - start, latencies, time.process_time() - cpu0
 
 
 def _pct(sorted_values: list[float], q: float) -> float:
@@ -100,7 +106,7 @@ def _pct(sorted_values: list[float], q: float) -> float:
     return sorted_values[idx]
 
 
-async def _bench_aiohttp(url: str, concurrency: int, seconds: float) -> tuple[float, float, float]:
+async def _bench_aiohttp(url: str, concurrency: int, seconds: float) -> Summary:
     import aiohttp
 
     body = json.dumps(REG_BODY, separators=(",", ":")).encode()
@@ -116,7 +122,7 @@ async def _bench_aiohttp(url: str, concurrency: int, seconds: float) -> tuple[fl
         return _summarise(*await _drive(call, concurrency, seconds))
 
 
-async def _bench_httpx(url: str, concurrency: int, seconds: float) -> tuple[float, float, float]:
+async def _bench_httpx(url: str, concurrency: int, seconds: float) -> Summary:
     import httpx
 
     body = json.dumps(REG_BODY, separators=(",", ":")).encode()
@@ -132,7 +138,7 @@ async def _bench_httpx(url: str, concurrency: int, seconds: float) -> tuple[floa
         return _summarise(*await _drive(call, concurrency, seconds))
 
 
-async def _bench_engine(url: str, concurrency: int, seconds: float) -> tuple[float, float, float]:
+async def _bench_engine(url: str, concurrency: int, seconds: float) -> Summary:
     """The engine's own HookClient (signing on), i.e. what the hot path really costs."""
     from engine.hooks.client import HookClient
 
@@ -147,9 +153,14 @@ async def _bench_engine(url: str, concurrency: int, seconds: float) -> tuple[flo
         await client.close()
 
 
-def _summarise(count: int, elapsed: float, lat: list[float]) -> tuple[float, float, float]:
+Summary = tuple[float, float, float, float]
+
+
+def _summarise(count: int, elapsed: float, lat: list[float], cpu: float) -> Summary:
+    """req/s, p50 ms, p99 ms, client CPU µs per request."""
     lat.sort()
-    return count / elapsed, _pct(lat, 0.50) * 1000, _pct(lat, 0.99) * 1000
+    return (count / elapsed, _pct(lat, 0.50) * 1000, _pct(lat, 0.99) * 1000,
+            cpu / max(count, 1) * 1e6)
 
 
 def _json_cost() -> float:
@@ -187,22 +198,23 @@ def main() -> None:
         loop_name = "uvloop" if use_uvloop else "asyncio"
         print(f"client loop: {loop_name}; {args.seconds:g}s per case; server: aiohttp "
               f"(child process); json.dumps of a RegHook body: {_json_cost():.1f} µs")
-        print(f"{'client':<22}{'conc':>5}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}")
-        results: dict[tuple[str, int], float] = {}
+        print(f"{'client':<22}{'conc':>5}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}"
+              f"{'CPU µs/req':>12}")
+        results: dict[tuple[str, int], Summary] = {}
         cases = (("aiohttp.ClientSession", _bench_aiohttp), ("httpx.AsyncClient", _bench_httpx),
                  ("engine HookClient", _bench_engine))
         for name, bench in cases:
             for conc in args.concurrency:
-                rate, p50, p99 = asyncio.run(bench(url, conc, args.seconds))
-                results[(name, conc)] = rate
-                print(f"{name:<22}{conc:>5}{rate:>10.0f}{p50:>9.2f}{p99:>9.2f}", flush=True)
+                results[(name, conc)] = got = asyncio.run(bench(url, conc, args.seconds))
+                rate, p50, p99, cpu = got
+                print(f"{name:<22}{conc:>5}{rate:>10.0f}{p50:>9.2f}{p99:>9.2f}{cpu:>12.0f}",
+                      flush=True)
         top = max(args.concurrency)
-        winner = max(("aiohttp.ClientSession", "httpx.AsyncClient"),
-                     key=lambda n: results[(n, top)])
-        print(f"faster at {top} concurrent: {winner} "
-              f"({results[(winner, top)]:.0f} req/s); engine/hooks/client.py uses "
-              f"aiohttp.ClientSession ({results[('engine HookClient', top)]:.0f} req/s "
-              f"through HookClient with signing)")
+        engine = results[("engine HookClient", top)]
+        aio = results[("aiohttp.ClientSession", top)]
+        print(f"at {top} concurrent: engine HookClient (engine/hooks/http1.py, signing on) "
+              f"{engine[0]:.0f} req/s at {engine[3]:.0f} µs CPU/request; "
+              f"aiohttp {aio[0]:.0f} req/s at {aio[3]:.0f} µs CPU/request")
     finally:
         server.terminate()
         server.join(5)

@@ -86,8 +86,12 @@ class StoreError(TransportError):
 class HookError(TransportError):
     """A webhook call failed (HTTP status, timeout, bad body)."""
 
-    def __init__(self, message: str, *, status: int | None = None, kind: str = "error"):
+    def __init__(self, message: str, *, status: int | None = None, kind: str = "error",
+                 retryable: bool = False):
         self.status = status
+        # retryable: the request provably never reached a live server (a reused
+        # keep-alive connection closed before answering a byte); safe to resend once.
+        self.retryable = retryable
         # kind: "timeout" | "connect" | "status" | "json" | "schema" | "url" | "too_large"
         #       | "payload" | "closed" | "error"
         self.kind = kind

@@ -1,17 +1,20 @@
 """The one shared webhook HTTP client (implements ``engine.ports.HookCaller``).
 
-Why aiohttp: RegHook and CallHook calls are on the SIP hot path (one per
-REGISTER, one per call). ``bench/bench_hooks.py`` measures aiohttp's
-``ClientSession`` at several times httpx's throughput from one process, and
-far better at 50 concurrent requests, so the hooks use aiohttp; httpx stays on
-the cold paths (config polling, media fetch).
+Why not a general-purpose client: RegHook and CallHook calls are on the SIP
+hot path (one per REGISTER, one per call). httpx's ``AsyncClient`` managed a
+fraction of aiohttp's throughput here (``bench/bench_hooks.py``), and aiohttp
+itself, profiled inside the registrar, cost ~300 µs of CPU per call — more than
+half of a whole digest registration. The hooks therefore use the lean
+keep-alive POST client of ``engine.hooks.http1`` (llhttp via ``httptools``);
+httpx stays on the cold paths (config polling, media fetch).
 
 Every request:
 
-* reuses pooled HTTP/1.1 keep-alive connections (one ``TCPConnector`` per
-  client, created lazily on the running loop);
-* is bounded by the ``timeout`` the caller passes (connect + send + whole
-  reply), so a slow-loris hook cannot stall a SIP transaction (S-11);
+* reuses pooled HTTP/1.1 keep-alive connections (at most ``HTTP_POOLSIZE``,
+  and never fewer than 100, per host);
+* is bounded by the ``timeout`` the caller passes (waiting for a pooled
+  connection, connect, send and the whole reply), so a slow-loris hook cannot
+  stall a SIP transaction (S-11);
 * carries ``User-Agent`` (``HTTP_USER_AGENT_HEADER``), ``Content-Type:
   application/json`` and, when ``DRAGONPBX_WEBHOOK_SECRET`` is set, the
   ``X-DragonPBX-Timestamp``/``X-DragonPBX-Signature`` pair (S-6, see
@@ -37,9 +40,8 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-import aiohttp
-
 from engine.errors import HookError
+from engine.hooks.http1 import Http1Pool
 from engine.hooks.signing import signature_headers
 from engine.log import get_logger
 from engine.ports import HookReply
@@ -54,7 +56,6 @@ log = get_logger(__name__)
 # avoids the race where a POST meets a closing socket (POST is not retried).
 KEEPALIVE_SECS = 4.0
 MAX_REPLY_BYTES = 1 << 20  # hook replies are small JSON; cap what a hook can make us buffer
-_MAX_TOTAL_CONNECTIONS = 1000
 
 
 def dumps(payload: Any) -> bytes:
@@ -101,9 +102,13 @@ class HookClient:
         self._max_reply = max_reply_bytes
         self._keepalive = keepalive_timeout
         self._wall_clock = wall_clock
-        self._session: aiohttp.ClientSession | None = None
+        self._pool: Http1Pool | None = None
         self._closed = False
+        if any(c in user_agent for c in "\r\n\0"):
+            raise ValueError("User-Agent must not contain CR, LF or NUL")
         self._base_headers = {"User-Agent": user_agent, "Content-Type": "application/json"}
+        self._fixed = (f"User-Agent: {user_agent}\r\n"
+                       "Content-Type: application/json\r\n").encode("latin-1", "replace")
 
     @classmethod
     def from_settings(cls, settings: Settings) -> HookClient:
@@ -116,20 +121,13 @@ class HookClient:
     def signing(self) -> bool:
         return self._secret is not None
 
-    def _get_session(self) -> aiohttp.ClientSession:
+    def _get_pool(self) -> Http1Pool:
         if self._closed:
             raise HookError("webhook client is closed", kind="closed")
-        if self._session is None or self._session.closed:
-            connector = aiohttp.TCPConnector(
-                limit=_MAX_TOTAL_CONNECTIONS, limit_per_host=self._limit_per_host,
-                keepalive_timeout=self._keepalive, ttl_dns_cache=60,
-            )
-            # No session-level timeout: each call brings its own bound (asyncio.timeout).
-            self._session = aiohttp.ClientSession(
-                connector=connector, timeout=aiohttp.ClientTimeout(total=None),
-                auto_decompress=True, trust_env=False, skip_auto_headers=("User-Agent",),
-            )
-        return self._session
+        if self._pool is None:
+            self._pool = Http1Pool(limit_per_host=self._limit_per_host,
+                                   keepalive=self._keepalive)
+        return self._pool
 
     def headers_for(self, body: bytes) -> dict[str, str]:
         """Request headers for ``body``: fixed ones plus the signature when a secret is set."""
@@ -154,64 +152,39 @@ class HookClient:
 
     async def post_bytes(self, url: str, body: bytes, *, timeout: float) -> HookReply:
         """As ``post`` for an already serialised JSON body."""
-        if not url.startswith(("http://", "https://")):
-            raise HookError(f"not an http(s) URL: {safe_url(url)}", kind="url")
-        session = self._get_session()
-        headers = self.headers_for(body)
+        pool = self._get_pool()
+        target = pool.target(url, safe_url(url))
+        tail = self._fixed
+        if self._secret is not None:
+            signed = signature_headers(self._secret, int(self._wall_clock()), body)
+            tail += "".join(f"{k}: {v}\r\n" for k, v in signed.items()).encode("ascii")
+        tail += b"Content-Length: %d\r\n\r\n%b" % (len(body), body)
         started = time.monotonic()
         try:
             async with asyncio.timeout(timeout):
-                async with session.post(url, data=body, headers=headers,
-                                        allow_redirects=False) as resp:
-                    status = resp.status
-                    raw = await self._read(resp, url)
-        except HookError:
-            raise
+                status, raw = await pool.request(target, tail, self._max_reply)
+        except HookError as exc:
+            if exc.kind == "closed" or target.display in str(exc):
+                raise
+            raise HookError(f"{target.display}: {exc}", kind=exc.kind) from exc
         except TimeoutError as exc:
-            raise HookError(f"{safe_url(url)} did not answer within {timeout:g}s",
+            raise HookError(f"{target.display} did not answer within {timeout:g}s",
                             kind="timeout") from exc
-        except (aiohttp.InvalidURL, ValueError) as exc:
-            raise HookError(f"invalid webhook URL {safe_url(url)}", kind="url") from exc
-        except aiohttp.ClientConnectorError as exc:
-            raise HookError(f"cannot connect to {safe_url(url)}: {exc.os_error}",
+        except OSError as exc:
+            raise HookError(f"connection to {target.display} failed: {type(exc).__name__}",
                             kind="connect") from exc
-        except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
-            raise HookError(f"connection to {safe_url(url)} failed: {type(exc).__name__}",
-                            kind="connect") from exc
-        except aiohttp.ClientPayloadError as exc:
-            raise HookError(f"broken reply from {safe_url(url)}", kind="error") from exc
-        except aiohttp.ClientError as exc:
-            raise HookError(f"HTTP error from {safe_url(url)}: {type(exc).__name__}",
-                            kind="error") from exc
         parsed = _parse_json(raw)
         if log.is_enabled(10):  # logging.DEBUG; skip building fields on the hot path
-            log.debug("webhook reply", url=safe_url(url), status=status, bytes=len(raw),
+            log.debug("webhook reply", url=target.display, status=status, bytes=len(raw),
                       ms=round((time.monotonic() - started) * 1000, 1))
         return HookReply(status=status, body=raw, json=parsed)
-
-    async def _read(self, resp: aiohttp.ClientResponse, url: str) -> bytes:
-        length = resp.content_length
-        if length is not None and length > self._max_reply:
-            raise HookError(f"reply from {safe_url(url)} is {length} bytes "
-                            f"(cap {self._max_reply})", kind="too_large")
-        if length is not None:
-            return await resp.read()
-        chunks: list[bytes] = []
-        size = 0
-        async for chunk in resp.content.iter_chunked(65536):
-            size += len(chunk)
-            if size > self._max_reply:
-                raise HookError(f"reply from {safe_url(url)} exceeds {self._max_reply} bytes",
-                                kind="too_large")
-            chunks.append(chunk)
-        return b"".join(chunks)
 
     async def close(self) -> None:
         """Close pooled connections; later ``post`` calls raise ``HookError(kind="closed")``."""
         self._closed = True
-        session, self._session = self._session, None
-        if session is not None and not session.closed:
-            await session.close()
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            await pool.close()
 
 
 def _parse_json(raw: bytes) -> Any:

@@ -137,3 +137,49 @@ def test_callhook_unavailable_480(status: int, body: bytes, kind: str) -> None:
     result = callhook_reply(status, body)
     assert isinstance(result, CallHookFailed)
     assert (result.kind, result.sip_status, result.reason) == (kind, UNAVAILABLE, "unavailable")
+
+
+class _ScriptedCaller:
+    """HookCaller returning queued replies (a unit fake: no network)."""
+
+    def __init__(self, *replies: Any) -> None:
+        self.replies = list(replies)
+        self.calls = 0
+
+    async def post(self, url: str, payload: Any, *, timeout: float) -> Any:
+        from engine.ports import HookReply
+
+        self.calls += 1
+        status, body = self.replies.pop(0)
+        raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+        try:
+            parsed, is_json = json.loads(raw), True
+        except ValueError:
+            parsed, is_json = None, False
+        return HookReply(status, raw, parsed, is_json)
+
+
+async def test_identical_reply_bodies_share_one_decision(monkeypatch) -> None:
+    import engine.hooks.reghook as reghook_mod
+
+    grant = {"status": "ok", "expires": 60}
+    caller = _ScriptedCaller((200, grant), (200, grant), (200, {"status": "fail"}),
+                             (200, {"status": "ok", "expires": "x"}),
+                             (200, {"status": "ok", "expires": "x"}), (500, grant))
+    hook = reghook_mod.RegHook(caller, timeout=1)
+    seen: list[Any] = []
+    real = reghook_mod.interpret_reply
+    monkeypatch.setattr(reghook_mod, "interpret_reply",
+                        lambda status, payload: seen.append(payload) or real(status, payload))
+    first = await hook.call("http://h/r", {})
+    second = await hook.call("http://h/r", {})
+    assert isinstance(first, Granted) and second is first
+    assert isinstance(await hook.call("http://h/r", {}), Denied)
+    # invalid replies are judged every time (and logged every time), never remembered
+    for _ in range(2):
+        bad = await hook.call("http://h/r", {})
+        assert isinstance(bad, HookFailed) and bad.kind == "schema"
+    # the same bytes with a failing HTTP status are a failure, not the remembered grant
+    failed = await hook.call("http://h/r", {})
+    assert isinstance(failed, HookFailed) and failed.status == 500
+    assert len(seen) == 5  # the second grant was the only one not re-validated
