@@ -163,3 +163,36 @@ async def test_unknown_domain_404() -> None:
         "INVITE sip:1@pbx.test", "INVITE sip:1@elsewhere.test"))
     await run(rt, "inbound_call", req)
     assert req.status == 404 and req.reply_header("X-Reason") == ["unknown domain"]
+
+
+def _trunk_invite(ruri_user: str, to_user: str, n: int = 9) -> FakeRequest:
+    raw = INVITE.format(number=ruri_user, caller="alice", host="203.0.113.9", n=n)
+    raw = raw.replace(f"To: <sip:{ruri_user}@pbx.test>", f"To: <sip:{to_user}@pbx.test>")
+    return FakeRequest(raw, source=Peer("203.0.113.9", 5072, "udp"))
+
+
+async def test_trunk_call_routes_the_request_uri_user_by_default() -> None:
+    svc = make_services()
+    rt = make_runtime(svc)
+    script_reply(svc, "http://hooks/did", [{"verb": "response", "code": 486}])
+    req = _trunk_invite("441234", "550000")
+    await run(rt, "inbound_call", req)
+    assert req.status == 486 and svc.caller.calls[0][1]["to"] == "441234"
+
+
+async def test_trunk_number_from_to_routes_the_to_user() -> None:
+    import copy
+
+    from tests.unit.machines.harness import CONFIG
+
+    config = copy.deepcopy(CONFIG)
+    config["domains"]["pbx.test"]["trunks"][0]["number_from"] = "to"
+    svc = make_services(config)
+    rt = make_runtime(svc)
+    script_reply(svc, "http://hooks/did", [{"verb": "response", "code": 486}])
+    routed = _trunk_invite("550000", "441234")  # the To user matches "44*"
+    await run(rt, "inbound_call", routed)
+    assert routed.status == 486 and svc.caller.calls[0][1]["to"] == "441234"
+    unrouted = _trunk_invite("441234", "550000", n=10)  # the Request-URI user no longer counts
+    await run(rt, "inbound_call", unrouted)
+    assert unrouted.status == 404 and len(svc.caller.calls) == 1
