@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set up everything DragonPBX needs on Debian 12 (run as root): the Debian
 # packages (only the missing ones), a virtualenv in .venv and the project in it.
-# Idempotent; sourced by scripts/test.sh and scripts/run-example.sh.
+# Idempotent; run by the README test command, .ci/run and scripts/run-example.sh.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
