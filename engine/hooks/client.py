@@ -153,7 +153,7 @@ class HookClient:
     async def post_bytes(self, url: str, body: bytes, *, timeout: float) -> HookReply:
         """As ``post`` for an already serialised JSON body."""
         pool = self._get_pool()
-        target = pool.target(url, safe_url(url))
+        target = pool.target(url, safe_url)
         tail = self._fixed
         if self._secret is not None:
             signed = signature_headers(self._secret, int(self._wall_clock()), body)

@@ -38,6 +38,7 @@ import ssl
 import time
 import zlib
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import quote, unquote, urlsplit
 
@@ -294,10 +295,12 @@ class Http1Pool:
         self._ssl: ssl.SSLContext | None = None
         self._closed = False
 
-    def target(self, url: str, display: str) -> Target:
+    def target(self, url: str, display: Callable[[str], str]) -> Target:
+        """The parsed ``url`` (cached: parsed once per URL, not per request);
+        ``display(url)`` makes the log-safe form, only on a miss."""
         target = self._targets.get(url)
         if target is None:
-            target = parse_target(url, display)
+            target = parse_target(url, display(url))
             if len(self._targets) >= _MAX_TARGETS:
                 self._targets.clear()
             self._targets[url] = target
