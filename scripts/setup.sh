@@ -7,7 +7,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 
 PKGS="python3 python3-venv python3-dev gcc rtpengine-daemon rtpengine-utils sip-tester
-      redis-server postgresql sox libsox-fmt-mp3 ffmpeg graphviz"
+      redis-server postgresql sox libsox-fmt-mp3 ffmpeg graphviz tcpdump"
 missing=""
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q '^install ok installed$' \

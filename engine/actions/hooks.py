@@ -104,7 +104,8 @@ SCRIPT_OUTCOMES = ("script.ready", "script.unavailable", "script.invalid")
 
 def callhook_request(ctx: Any) -> dict[str, Any]:
     """The CallHook body (spec §5.1): ``source`` for a trunk is only ``{id, name}`` (S-4);
-    the caller's digest credentials are not passed on."""
+    the caller's digest credentials are not passed on. ``refer`` is ``false`` on every
+    ordinary fetch, as the original sends it (webhook apps test ``body.refer === false``)."""
     req = ctx.vars.req
     msg = req.message
     trunk = getattr(ctx.vars, "trunk", None)
@@ -114,7 +115,7 @@ def callhook_request(ctx: Any) -> dict[str, Any]:
         domain=domain(ctx), from_user=msg.from_.uri.user, to_user=ctx.vars.dialled,
         call_id=req.call_id, source_address=req.source.host, headers=headers,
         source="client" if trunk is None else trunk.public_view(),
-        count=getattr(ctx.vars, "count", 0),
+        refer=False, count=getattr(ctx.vars, "count", 0),
     )
 
 

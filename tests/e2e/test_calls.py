@@ -186,7 +186,9 @@ def test_client_to_client_call(pbx: Pbx, webhooks: WebhookServer,
     assert bob.wait(20).rc == 0
     body = webhooks.requests("/call")[0].json
     assert body == {**body, "domain": DOMAIN, "from": "alice", "to": "1001", "source": "client",
-                    "count": 0, "sourceAddress": "127.0.0.1"}
+                    "refer": False, "count": 0, "sourceAddress": "127.0.0.1"}
+    # wire compatibility: the original sends "refer": false on every ordinary fetch
+    assert list(body)[-2:] == ["refer", "count"] and body["refer"] is False
     assert body["headers"]["X-Test"] == "e2e" and "authorization" not in body["headers"]
     # the caller's 200 carries RTPEngine's SDP (its media port), not the callee's
     answer = result.messages.split("SIP/2.0 200 OK")[1].split("\n\n")[1]
