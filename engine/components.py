@@ -13,7 +13,8 @@ from typing import Any
 
 from engine.app import Component
 from engine.clock import LoopClock
-from engine.errors import ConfigError, DefinitionError, StoreError
+from engine.errors import ConfigError, DefinitionError, MediaError, StoreError
+from engine.health import REDIS, RTPENGINE, SIP, Health, Watcher
 from engine.log import get_logger
 from engine.settings import Settings
 
@@ -39,6 +40,7 @@ class Services:
     runtime: Any = None
     dispatcher: Any = None
     trunks: Any = None
+    health: Health = field(default_factory=Health)
 
 
 class ConfigComponent(Component):
@@ -77,7 +79,7 @@ class StoreComponent(Component):
         from engine.sip.digest import DigestAuthenticator, StoreNonceCounter
         from engine.store.redis import RedisStore
 
-        settings = services.settings
+        self.settings = settings = services.settings
         self.store = services.store = RedisStore.from_settings(settings)
         if not settings.nonce_secret:
             log.warning("NONCE_SECRET is not set: digest nonces are only valid on this "
@@ -86,11 +88,17 @@ class StoreComponent(Component):
             settings.nonce_secret, ttl=settings.nonce_ttl,
             counter=StoreNonceCounter(self.store))
 
+        self.health = services.health
+
     async def start(self) -> None:
         try:
             await self.store.ping()
         except StoreError as exc:
             raise ConfigError(f"REDIS_URL: Redis is not reachable ({exc})") from exc
+        self.health.report(REDIS, True)
+        s = self.settings
+        self.store.watch_health(self.health, interval=s.health_ping_interval,
+                                timeout=s.health_ping_timeout)
 
     async def stop(self) -> None:
         await self.store.close()
@@ -131,11 +139,24 @@ class MediaComponent(Component):
 
         self.ringtone = check_default_ringtone(services.settings)
         self.media = services.media = RtpEngineMedia.from_settings(services.settings)
+        # The client pings its instances itself; this only turns "every instance down"
+        # into the rtpengine dependency's state (read-only, so it costs nothing).
+        self.watcher = Watcher(services.health, RTPENGINE, self._any_instance_usable,
+                               interval=services.settings.health_ping_interval, timeout=1.0)
+
+    async def _any_instance_usable(self) -> None:
+        statuses = self.media.statuses()
+        if statuses and all(s.state == "down" for s in statuses):
+            raise MediaError("every instance down: " + "; ".join(
+                f"{s.endpoint} ({s.last_error})" for s in statuses))
 
     async def start(self) -> None:
         await self.media.start()
+        await self.watcher.run_once()
+        self.watcher.start()
 
     async def stop(self) -> None:
+        await self.watcher.stop()
         await self.media.close()
 
     def summary(self) -> dict[str, Any]:
@@ -194,11 +215,14 @@ class SipComponent(Component):
         from engine.transport.port import EmbeddedSipPort
 
         self.port = services.sip = EmbeddedSipPort.from_settings(settings)
-        self.dispatcher = services.dispatcher = SipDispatcher(services.runtime, self.port)
+        self.health = services.health
+        self.dispatcher = services.dispatcher = SipDispatcher(services.runtime, self.port,
+                                                              health=services.health)
 
     async def start(self) -> None:
         self.dispatcher.install()
         await self.port.start()
+        self.health.report(SIP, True)  # embedded: up while it listens
 
     def refuse_new_work(self) -> None:
         self.dispatcher.draining = True
@@ -214,7 +238,8 @@ def build_components(settings: Settings) -> list[Component]:
     """Every component in dependency order, sharing one ``Services``."""
     from engine.trunks import TrunkRegistrations
 
-    services = Services(settings)
+    gating = (REDIS, SIP, RTPENGINE) if settings.health_require_rtpengine else (REDIS, SIP)
+    services = Services(settings, health=Health(gating))
     return [
         ConfigComponent(services),
         StoreComponent(services),

@@ -3,9 +3,11 @@
 The dispatcher is the adapter between the SIP port and the machines: each
 out-of-dialog REGISTER spawns a ``registration`` instance, each INVITE an
 ``inbound_call`` instance (once that machine exists), and OPTIONS addressed to
-the PBX is answered 200 here (a keep-alive needs no machine; D-28). It also
-declares the events it delivers, which the machine linter checks ``inputs:``
-against.
+the PBX is answered here (a keep-alive needs no machine; D-28): 200 while the
+instance can serve, 503 with ``Retry-After`` and an ``X-Reason`` naming the
+cause while it is draining or a dependency is down (``engine.health``), so a
+SIP load balancer probing with OPTIONS takes the node out. It also declares
+the events it delivers, which the machine linter checks ``inputs:`` against.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from engine.fsm import declare_events
+from engine.health import Health
 from engine.log import get_logger
 
 log = get_logger("engine.dispatch")
@@ -31,16 +34,31 @@ declare_events(
 # method → machine that handles it
 ROUTES: dict[str, str] = {"REGISTER": "registration", "INVITE": "inbound_call"}
 
+_ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, INFO, REFER, NOTIFY, UPDATE"
+# Retry-After on an unhealthy OPTIONS: a drain lasts SHUTDOWN_GRACE_SECS (the INVITE
+# refusal says 30 too); a dependency outage is re-checked every second or so.
+_RETRY_AFTER_DRAINING = "30"
+_RETRY_AFTER_DEPENDENCY = "5"
+
 
 class SipDispatcher:
     """Routes requests from a ``SipPort`` to new machine instances."""
 
-    def __init__(self, runtime: Any, sip: Any, routes: dict[str, str] | None = None):
+    def __init__(self, runtime: Any, sip: Any, routes: dict[str, str] | None = None,
+                 health: Health | None = None):
         self.runtime = runtime
         self.sip = sip
         self.routes = dict(ROUTES if routes is None else routes)
-        self.draining = False
+        self.health = health if health is not None else Health()
         self.rejected_while_draining = 0
+
+    @property
+    def draining(self) -> bool:
+        return self.health.draining
+
+    @draining.setter
+    def draining(self, value: bool) -> None:
+        self.health.draining = value
 
     def install(self) -> None:
         for method, machine in self.routes.items():
@@ -65,7 +83,13 @@ class SipDispatcher:
         return handle
 
     async def _options(self, req: Any) -> None:
-        # Keep-alives and health probes: the PBX itself is always reachable (D-28).
-        await req.reply(200, "OK", headers=[("Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS, "
-                                             "REGISTER, INFO, REFER, NOTIFY, UPDATE"),
-                                            ("Accept", "application/sdp")])
+        # Keep-alives and health probes (D-28): 200 only while this instance can serve.
+        problems = self.health.problems()
+        if not problems:
+            await req.reply(200, "OK", headers=[("Allow", _ALLOW),
+                                                ("Accept", "application/sdp")])
+            return
+        retry = _RETRY_AFTER_DRAINING if self.draining else _RETRY_AFTER_DEPENDENCY
+        await req.reply(503, "Service Unavailable",
+                        headers=[("Retry-After", retry), ("X-Reason", ", ".join(problems)),
+                                 ("Allow", _ALLOW)])

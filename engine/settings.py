@@ -358,6 +358,15 @@ VARIABLES: tuple[Variable, ...] = (
              "folder of machine definitions (default: the shipped machines)", group="new"),
     Variable("LOG_FORMAT", "log_format", "json", _choice("json", "text"),
              "log line format", group="new"),
+    # --- health (issue 10 defect 6): dependency checks and what OPTIONS answers
+    Variable("HEALTH_PING_INTERVAL", "health_ping_interval", "1", _float(0, strict=True),
+             "seconds between Redis health PINGs (a down Redis is noticed and its return "
+             "seen without traffic)", group="new"),
+    Variable("HEALTH_PING_TIMEOUT", "health_ping_timeout", "1", _float(0, strict=True),
+             "seconds a health PING may take before Redis counts as down", group="new"),
+    Variable("HEALTH_REQUIRE_RTPENGINE", "health_require_rtpengine", "true", _bool,
+             "OPTIONS answers 503 while every RTPEngine is down (false: only Redis and "
+             "draining take the node out)", group="new"),
 )
 
 @dataclass(frozen=True)
@@ -423,6 +432,10 @@ class Settings:
     api_token: str | None
     machines_path: Path
     log_format: str
+    # health (issue 10 defect 6)
+    health_ping_interval: float
+    health_ping_timeout: float
+    health_require_rtpengine: bool
     # which variables were set explicitly (for the secret-default warning)
     explicit: frozenset[str] = field(default=frozenset(), compare=False)
 

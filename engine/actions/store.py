@@ -1,7 +1,7 @@
 """``store.*``: registration bindings in the state store (Redis in production).
 
 Each action starts one store operation and finishes with ``store.done`` or
-``store.error``; the machine decides what a store failure means (500).
+``store.error``; the machine decides what a store failure means (503 + Retry-After).
 """
 
 from __future__ import annotations

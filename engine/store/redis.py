@@ -26,14 +26,22 @@ Why it is shaped like this:
   parsing) rather than redis-py, whose per-command overhead measured 4x
   higher on this hot path; every operation is bounded (connect and command
   timeouts) and re-sent at most once, immediately, on a connection a Redis
-  restart killed; failures are ``StoreError``.
+  restart killed; failures are ``StoreError``;
+* health (``watch_health``): a PING every ``HEALTH_PING_INTERVAL`` on the same
+  connection, and every command that could not reach Redis, report to
+  ``engine.health``; while Redis is known down every operation fails at once
+  with ``StoreError`` (callers answer 503 without waiting for a timeout) and
+  the PINGs bring it back by themselves.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from engine.errors import StoreError
+from engine.health import REDIS, Dependency, Health, Watcher
 from engine.log import get_logger
 from engine.ports import Binding
 from engine.store.codec import (
@@ -46,7 +54,7 @@ from engine.store.codec import (
     nonce_key,
     regtrunk_key,
 )
-from engine.store.resp import RespClient, Script
+from engine.store.resp import RespClient, Script, encode
 
 if TYPE_CHECKING:
     from engine.settings import Settings
@@ -86,21 +94,74 @@ def _as_dict(reply: list[str]) -> dict[str, str]:
     return dict(zip(it, it, strict=True))
 
 
+class _WatchedClient(RespClient):
+    """The RESP client with a health gate: once ``watch`` has given it a dependency, a
+    command fails at once while Redis is known down, and a command that could not reach
+    Redis (connect refused or timed out, no reply in time, connection lost) marks it
+    down. Reply errors (``WRONGTYPE``…) come back as replies, not from ``send``: Redis
+    answered, so they say nothing about its health."""
+
+    _dependency: Dependency | None = None
+    _watcher: Watcher | None = None
+
+    def watch(self, dependency: Dependency, watcher: Watcher) -> None:
+        self._dependency, self._watcher = dependency, watcher
+
+    async def send(self, *args: Any, **kwargs: Any) -> list[Any]:
+        dep = self._dependency
+        if dep is None:
+            return await super().send(*args, **kwargs)
+        if dep.up is False:
+            raise StoreError(f"redis unavailable ({dep.reason})")
+        try:
+            return await super().send(*args, **kwargs)
+        except StoreError as exc:
+            if not self._closed and self._watcher is not None:
+                self._watcher.health.report(REDIS, False, str(exc))
+                self._watcher.poke()  # confirm (or clear) it with a PING now
+            raise
+
+    async def probe(self) -> None:
+        """PING past the gate (the health check). Cancelled by the check's timeout, it
+        drops the connection: a hung Redis must not keep it, nor hold later commands."""
+        try:
+            (reply,) = await super().send(_PING, 1)
+        except asyncio.CancelledError:
+            self._drop("health PING got no reply in time")
+            raise
+        if reply != "PONG":
+            raise StoreError(f"redis PING: {reply}")
+
+
+_PING = encode("PING")
+
+
 class RedisStore:
     """The production ``StateStore``. One per process; ``close()`` closes its connection."""
 
     def __init__(self, url: str, *, instance_id: str, socket_timeout: float = 2.0,
                  connect_timeout: float = 2.0) -> None:
         self._instance_id = instance_id
-        self._client = RespClient(url, connect_timeout=connect_timeout,
-                                  command_timeout=socket_timeout)
+        self._client = _WatchedClient(url, connect_timeout=connect_timeout,
+                                      command_timeout=socket_timeout)
         self._advance_nc = Script(self._client, _ADVANCE_NC)
         self._delete_if_owner = Script(self._client, _DELETE_IF_OWNER)
+        self._watcher: Watcher | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RedisStore:
         """Store on ``REDIS_URL`` (password and TLS via ``rediss://``) owned by ``INSTANCE_ID``."""
         return cls(settings.redis_url, instance_id=settings.instance_id)
+
+    def watch_health(self, health: Health, *, interval: float, timeout: float) -> None:
+        """Report Redis's health to ``health`` (PING every ``interval``, each bounded by
+        ``timeout``, plus what real commands learn) and fail fast while it is down."""
+        if self._watcher is not None:
+            return
+        self._watcher = Watcher(health, REDIS, self._client.probe, interval=interval,
+                                timeout=timeout)
+        self._client.watch(health.dependency(REDIS), self._watcher)
+        self._watcher.start()
 
     @property
     def instance_id(self) -> str:
@@ -182,6 +243,8 @@ class RedisStore:
             ("DEL", key), ("HSET", key, *_hash_args(fields)), ("EXPIRE", key, seconds)))
 
     async def close(self) -> None:
+        if self._watcher is not None:
+            await self._watcher.stop()
         await self._client.close()
 
 

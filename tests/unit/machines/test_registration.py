@@ -240,7 +240,7 @@ async def test_reghook_outcomes_map_to_defined_statuses(reply: Any, status: int,
     assert not [k for k in sorted(svc.store.keys()) if k.startswith("client:")]
 
 
-async def test_store_failure_is_500_and_nothing_crashes() -> None:
+async def test_store_failure_is_503_with_retry_after_and_nothing_crashes() -> None:
     svc = make_services()
     rt = make_runtime(svc)
     phone = Phone("alice", "secret")
@@ -248,4 +248,5 @@ async def test_store_failure_is_500_and_nothing_crashes() -> None:
     svc.store.down = True
     req = phone.register(challenge=ch)
     await run(rt, "registration", req)
-    assert req.status == 500
+    assert req.status == 503
+    assert req.reply_header("Retry-After") == ["5"]
