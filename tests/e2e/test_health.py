@@ -198,9 +198,10 @@ def retry_after(messages: str, status: int) -> list[str]:
     return found
 
 
-def dependency_lines(pbx: Pbx, mark: int, msg: str) -> list[dict[str, Any]]:
+def dependency_lines(pbx: Pbx, mark: int, msg: str, name: str = "redis"
+                     ) -> list[dict[str, Any]]:
     return [line for line in pbx.log_lines()[mark:]
-            if line.get("msg") == msg and line.get("dependency") == "redis"]
+            if line.get("msg") == msg and line.get("dependency") == name]
 
 
 def assert_unavailable_then_recovers(pbx: Pbx, mark: int, restore: Any) -> None:
@@ -299,3 +300,38 @@ def test_options_503_while_draining(tmp_path_factory: pytest.TempPathFactory,
         for s in servers:
             s.stop()
         pbx.stop()
+
+
+def test_every_rtpengine_down_takes_the_node_out_unless_configured_not_to(
+        tmp_path_factory: pytest.TempPathFactory, own_redis: OwnRedis, rtpengine_spare: Any,
+        webhooks: WebhookServer) -> None:
+    """A node that cannot bridge calls answers OPTIONS 503 (HEALTH_REQUIRE_RTPENGINE, the
+    default) but still registers; with HEALTH_REQUIRE_RTPENGINE=false it stays in."""
+    if own_redis.service is None or not own_redis.service.alive():
+        own_redis.start()
+    own_redis.resume_quietly()
+    strict = start_pbx(tmp_path_factory.mktemp("pbx-health-rtp"), config(webhooks),
+                       redis_url=own_redis.url, rtpengine=rtpengine_spare)
+    lenient = start_pbx(tmp_path_factory.mktemp("pbx-health-rtp-lenient"), config(webhooks),
+                        redis_url=own_redis.url, rtpengine=rtpengine_spare,
+                        env={"HEALTH_REQUIRE_RTPENGINE": "false"})
+    try:
+        assert options(strict).status == 200 and options(lenient).status == 200
+        rtpengine_spare.kill()
+        # the client pings every 5 s and allows two lost datagrams
+        reply = wait_options(strict, 503, 15)
+        assert reply.headers["x-reason"] == "rtpengine unavailable"
+        assert int(reply.headers["retry-after"]) > 0
+        result, _ = register_expect(strict, 200)  # registration needs no media
+        assert result.rc == 0, result.explain()
+        lenient.wait_log('"dependency": "rtpengine"', timeout=15)
+        assert options(lenient).status == 200
+
+        rtpengine_spare.start()
+        wait_options(strict, 200, 15)
+        for pbx in (strict, lenient):
+            assert len(dependency_lines(pbx, 0, "dependency down", "rtpengine")) == 1
+        assert len(dependency_lines(strict, 0, "dependency up", "rtpengine")) == 1
+    finally:
+        strict.stop()
+        lenient.stop()
