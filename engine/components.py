@@ -87,7 +87,6 @@ class StoreComponent(Component):
         services.digest = DigestAuthenticator(
             settings.nonce_secret, ttl=settings.nonce_ttl,
             counter=StoreNonceCounter(self.store))
-
         self.health = services.health
 
     async def start(self) -> None:
