@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING
 from engine.errors import SipTransportError
 from engine.log import get_logger
 from engine.ports import Clock, Peer
-from engine.sip.framer import FramerEvent, StreamFramer
+from engine.sip.framer import StreamFramer
 from engine.transport.addresses import WILDCARDS, host_port, ip_family, strip_brackets
 from engine.transport.tcp_guard import TcpGuard
 from engine.transport.tcp_limits import TcpLimits
@@ -81,12 +81,14 @@ class TcpConnection(asyncio.Protocol):
             transport.close()
 
     def data_received(self, data: bytes) -> None:
+        if self.closing:
+            return  # refused or aborted (a read may already be under way): not counted
         manager = self.manager
         now = self.last_activity = manager.clock.monotonic()
         try:
             before = self.framer.buffered
             events = self.framer.feed(data)
-            manager._buffered(self, before, now, events)
+            manager.guard.buffered(self, before, now, events)
             if events:
                 manager.driver.on_stream(self, events)
         except Exception:
@@ -237,10 +239,6 @@ class TcpTransport:
             del self.by_peer[key]
         if self.on_closed is not None:
             self.on_closed(conn.flow)
-
-    def _buffered(self, conn: TcpConnection, before: int, now: float,
-                  events: list[FramerEvent]) -> None:
-        self.guard.buffered(conn, before, now, events)
 
     def connection(self, flow: str | None) -> TcpConnection | None:
         """The open connection of ``flow``, if any."""

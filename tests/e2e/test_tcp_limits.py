@@ -245,7 +245,7 @@ def test_buffered_bytes_are_bounded_and_the_oldest_partial_messages_go_first(
             time.sleep(0.05)  # let the daemon read
     time.sleep(1.0)
     grown_mb = (vm_rss_kb(pbx.proc.pid) - before) / 1024
-    assert grown_mb < 24, f"RSS grew {grown_mb:.1f} MB for a {bound >> 20} MB bound"
+    assert grown_mb < 16, f"RSS grew {grown_mb:.1f} MB for a {bound >> 20} MB bound"
     oldest_closed = sum(closed_by_peer(s, 0.05) for s in conns[:100])
     newest_open = sum(not closed_by_peer(s, 0.05) for s in conns[-20:])
     assert oldest_closed == 100 and newest_open == 20, (oldest_closed, newest_open)
