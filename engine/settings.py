@@ -368,7 +368,7 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("SIP_TCP_IDLE_TIMEOUT", "sip_tcp_idle_timeout", "900", _float(0, strict=True),
              "seconds a SIP TCP connection may carry nothing either way (CRLF keep-alives "
              "count) before it is closed", group="new"),
-    Variable("SIP_TCP_FIRST_BYTE_TIMEOUT", "sip_tcp_first_byte_timeout", "10",
+    Variable("SIP_TCP_FIRST_BYTE_TIMEOUT", "sip_tcp_first_byte_timeout", "5",
              _float(0, strict=True),
              "seconds an accepted SIP TCP connection may stay silent before its first byte",
              group="new"),

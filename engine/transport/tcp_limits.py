@@ -29,7 +29,7 @@ class TcpLimits:
     max_connections: int = 10_000  # inbound, whole process (also bounded by descriptors)
     max_per_source: int = 100  # inbound from one IPv4 address / IPv6 /64
     idle_timeout: float = 900.0  # no traffic either way (RFC 5626 keep-alives reset it)
-    first_byte_timeout: float = 10.0  # an accepted connection that sends nothing
+    first_byte_timeout: float = 5.0  # an accepted connection that sends nothing
     message_timeout: float = 10.0  # first byte of a message → its last byte
     max_buffered_bytes: int = 32 * 1024 * 1024  # partial messages, all connections
     fd_reserve: int = 512  # descriptors kept for outbound sockets and files
