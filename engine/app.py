@@ -20,6 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 from engine.errors import ConfigError, DefinitionError, EngineError
+from engine.fdlimit import raise_nofile_limit
 from engine.log import configure, get_logger
 from engine.settings import Settings, load_settings
 
@@ -139,6 +140,7 @@ def run_daemon(factory: ComponentFactory | None = None) -> int:
         print(f"dragonpbx: {exc}", file=sys.stderr)
         return 2
     configure(settings.loglevel, settings.log_format)
+    raise_nofile_limit()  # before any socket: inbound TCP caps are derived from it
     for warning in settings.default_secret_warnings():
         log.warning("default secret in use", detail=warning)
     if factory is None:

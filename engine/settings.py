@@ -367,6 +367,30 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("HEALTH_REQUIRE_RTPENGINE", "health_require_rtpengine", "true", _bool,
              "OPTIONS answers 503 while every RTPEngine is down (false: only Redis and "
              "draining take the node out)", group="new"),
+    # --- TCP limits (issue 10, defect 5): one client must not exhaust the SIP listener
+    Variable("SIP_TCP_MAX_CONNECTIONS", "sip_tcp_max_connections", "10000", _int(1),
+             "inbound SIP TCP connections, whole process; also kept below the descriptor "
+             "limit minus SIP_TCP_FD_RESERVE", group="new"),
+    Variable("SIP_TCP_MAX_PER_SOURCE", "sip_tcp_max_per_source", "100", _int(1),
+             "inbound SIP TCP connections from one IPv4 address or IPv6 /64; more are "
+             "closed at accept", group="new"),
+    Variable("SIP_TCP_IDLE_TIMEOUT", "sip_tcp_idle_timeout", "900", _float(0, strict=True),
+             "seconds a SIP TCP connection may carry nothing either way (CRLF keep-alives "
+             "count) before it is closed", group="new"),
+    Variable("SIP_TCP_FIRST_BYTE_TIMEOUT", "sip_tcp_first_byte_timeout", "5",
+             _float(0, strict=True),
+             "seconds an accepted SIP TCP connection may stay silent before its first byte",
+             group="new"),
+    Variable("SIP_TCP_MESSAGE_TIMEOUT", "sip_tcp_message_timeout", "10", _float(0, strict=True),
+             "seconds from the first byte of a SIP message on TCP to its last (headers and "
+             "body); slower connections are closed", group="new"),
+    Variable("SIP_TCP_MAX_BUFFERED_BYTES", "sip_tcp_max_buffered_bytes", "33554432",
+             _int(65536),
+             "bytes of incomplete SIP messages held over all TCP connections; above it the "
+             "largest and oldest partial messages lose their connection", group="new"),
+    Variable("SIP_TCP_FD_RESERVE", "sip_tcp_fd_reserve", "512", _int(0),
+             "file descriptors kept free of inbound SIP TCP for webhooks, Redis, RTPEngine "
+             "and files", group="new"),
 )
 
 @dataclass(frozen=True)
@@ -436,6 +460,14 @@ class Settings:
     health_ping_interval: float
     health_ping_timeout: float
     health_require_rtpengine: bool
+    # --- TCP limits (issue 10, defect 5)
+    sip_tcp_max_connections: int
+    sip_tcp_max_per_source: int
+    sip_tcp_idle_timeout: float
+    sip_tcp_first_byte_timeout: float
+    sip_tcp_message_timeout: float
+    sip_tcp_max_buffered_bytes: int
+    sip_tcp_fd_reserve: int
     # which variables were set explicitly (for the secret-default warning)
     explicit: frozenset[str] = field(default=frozenset(), compare=False)
 

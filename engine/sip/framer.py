@@ -6,6 +6,11 @@ does not parse is a *non-fatal* error (answer 400, keep the connection); a
 stream that cannot be framed any more (no/invalid Content-Length with garbage
 after it, oversize header section) is *fatal*: the driver should send the 400
 if it can and close the connection, as every later byte is ambiguous.
+
+Memory per connection is bounded by ``max_message`` (65,535 octets): a header
+section without its blank line beyond it, or a Content-Length that makes the
+message larger, is fatal (513) before the body is buffered. Bounds across
+connections and in time are the TCP transport's (engine/transport/tcp.py).
 """
 
 from __future__ import annotations
@@ -81,7 +86,17 @@ class StreamFramer:
                 self._closed = True
                 self._buf.clear()
                 break
+        if not self._buf:
+            # A bytearray keeps its largest size: drop it so an idle connection does not
+            # hold the memory of its biggest message (up to max_message) for its lifetime.
+            self._buf = bytearray()
         return events
+
+    def discard(self) -> None:
+        """Drop buffered input and ignore any more (the connection is being closed)."""
+        self._closed = True
+        self._buf = bytearray()
+        self._scan = 0
 
     def _next(self) -> FramerEvent | object | None:
         buf = self._buf

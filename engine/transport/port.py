@@ -48,6 +48,7 @@ from engine.transport.driver import Driver
 from engine.transport.legs import EmbeddedClientLeg, ack_and_bye
 from engine.transport.requests import EmbeddedIncomingRequest, header_items
 from engine.transport.resolve import Resolver
+from engine.transport.tcp_limits import TcpLimits
 from engine.transport.uac import send_out_of_dialog
 from engine.transport.udp import UdpTransport
 
@@ -72,7 +73,7 @@ class EmbeddedSipPort:
         self, *, host: str = "0.0.0.0", port: int = 5060,
         transports: tuple[str, ...] = ("udp", "tcp"), external_address: str | None = None,
         clock: Clock | None = None, timers: TimerConfig | None = None,
-        tcp_idle_timeout: float = 900.0, server_header: str | None = "DragonPBX",
+        tcp_limits: TcpLimits | None = None, server_header: str | None = "DragonPBX",
         user_agent: str | None = "DragonPBX", ids: IdGenerator | None = None,
         max_server_transactions: int = 400_000,
     ):
@@ -85,7 +86,7 @@ class EmbeddedSipPort:
         self.clock: Clock = clock or LoopClock()
         self.ids = ids or IdGenerator()
         self.timers = timers or TimerConfig()
-        self.tcp_idle_timeout = tcp_idle_timeout
+        self.tcp_limits = tcp_limits or TcpLimits()
         self.user_agent = user_agent
         self.addresses = LocalAddresses(host, port, external_address)
         # A UDP non-INVITE transaction lives 64*T1 (timer J) after its answer, ~1.5 kB
@@ -122,7 +123,8 @@ class EmbeddedSipPort:
     def from_settings(cls, settings: Any, clock: Clock | None = None,
                       **options: Any) -> EmbeddedSipPort:
         """From ``engine.settings.Settings``: SIP_HOST, SIP_PORT (0 = any free port),
-        SIP_TRANSPORTS, SIP_EXTERNAL_ADDRESS. ``options`` go to the constructor."""
+        SIP_TRANSPORTS, SIP_EXTERNAL_ADDRESS, SIP_TCP_*. ``options`` go to the constructor."""
+        options.setdefault("tcp_limits", TcpLimits.from_settings(settings))
         return cls(host=settings.sip_host, port=settings.sip_port,
                    transports=tuple(settings.sip_transports),
                    external_address=settings.sip_external_address, clock=clock, **options)
@@ -176,8 +178,7 @@ class EmbeddedSipPort:
             if "tcp" in self.transports:
                 from engine.transport.tcp import TcpTransport
 
-                tcp = TcpTransport(loop, self.clock, self.driver,
-                                   idle_timeout=self.tcp_idle_timeout)
+                tcp = TcpTransport(loop, self.clock, self.driver, limits=self.tcp_limits)
                 port = await tcp.open(self.host, port)
         except BaseException:
             if udp is not None:

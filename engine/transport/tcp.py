@@ -9,8 +9,18 @@ per transaction so the core can answer 503/raise a transport failure).
 
 Input is framed by one :class:`~engine.sip.framer.StreamFramer` per connection
 (Content-Length, CRLF keep-alives); a fatal framing error closes the
-connection after the 400 is written. Connections with no traffic either way
-for ``idle_timeout`` seconds are closed.
+connection after the 400 is written.
+
+Abuse bounds (:class:`~engine.transport.tcp_limits.TcpLimits`): inbound
+connections are capped per source and in total (the total also below the
+descriptor limit minus a reserve for outbound sockets) — more are closed at
+accept; an inbound connection must send its first byte within
+``first_byte_timeout``, every message must be complete within
+``message_timeout`` of its first byte, and a connection with no traffic either
+way for ``idle_timeout`` is closed. The bytes of incomplete messages over all
+connections are bounded by ``max_buffered_bytes``: above it the connections
+holding the most byte-seconds (largest and oldest partial messages) are closed
+until a quarter is free again.
 """
 
 from __future__ import annotations
@@ -26,6 +36,8 @@ from engine.log import get_logger
 from engine.ports import Clock, Peer
 from engine.sip.framer import StreamFramer
 from engine.transport.addresses import WILDCARDS, host_port, ip_family, strip_brackets
+from engine.transport.tcp_guard import TcpGuard
+from engine.transport.tcp_limits import TcpLimits
 
 if TYPE_CHECKING:
     from engine.transport.driver import Driver
@@ -34,7 +46,6 @@ log = get_logger("engine.transport.tcp")
 
 CONNECT_TIMEOUT = 10.0
 MAX_WRITE_BUFFER = 8 * 1024 * 1024  # a peer that reads nothing gets disconnected
-MAX_CONNECTIONS = 10_000
 _flow_ids = itertools.count(1)
 
 
@@ -49,7 +60,10 @@ class TcpConnection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.peer = Peer("", 0, "tcp")
         self.local_host = ""
-        self.last_activity = manager.clock.monotonic()
+        self.opened_at = self.last_activity = manager.clock.monotonic()
+        self.partial_since: float | None = None  # first byte of the incomplete message
+        self.source = ""  # what the per-source cap counts (set when accepted)
+        self.registered = False
         self.closing = False
 
     # ------------------------------------------------------------------ asyncio callbacks
@@ -67,11 +81,16 @@ class TcpConnection(asyncio.Protocol):
             transport.close()
 
     def data_received(self, data: bytes) -> None:
-        self.last_activity = self.manager.clock.monotonic()
+        if self.closing:
+            return  # refused or aborted (a read may already be under way): not counted
+        manager = self.manager
+        now = self.last_activity = manager.clock.monotonic()
         try:
+            before = self.framer.buffered
             events = self.framer.feed(data)
+            manager.guard.buffered(self, before, now, events)
             if events:
-                self.manager.driver.on_stream(self, events)
+                manager.driver.on_stream(self, events)
         except Exception:
             log.exception("tcp input handling failed", flow=self.flow,
                           peer=f"{self.peer.host}:{self.peer.port}")
@@ -147,11 +166,14 @@ class TcpTransport:
     """Listeners, the flow table and sending over TCP."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, clock: Clock, driver: Driver, *,
-                 idle_timeout: float = 900.0, connect_timeout: float = CONNECT_TIMEOUT):
+                 limits: TcpLimits | None = None, connect_timeout: float = CONNECT_TIMEOUT):
         self.loop = loop
         self.clock = clock
         self.driver = driver
-        self.idle_timeout = idle_timeout
+        self.limits = limits or TcpLimits()
+        self.idle_timeout = self.limits.idle_timeout
+        self.guard = TcpGuard(self.limits, clock)
+        self._next_idle_sweep = 0.0
         self.connect_timeout = connect_timeout
         self.flows: dict[str, TcpConnection] = {}
         self.by_peer: dict[tuple[str, int], TcpConnection] = {}
@@ -182,6 +204,7 @@ class TcpTransport:
             for s in socks:
                 s.close()
             raise
+        self.guard.derive_cap()
         for sock in socks:
             server = await self.loop.create_server(
                 lambda: TcpConnection(self, outbound=False), sock=sock, backlog=1024)
@@ -193,11 +216,10 @@ class TcpTransport:
     # ------------------------------------------------------------------ flow table
 
     def _register(self, conn: TcpConnection) -> None:
-        if len(self.flows) >= MAX_CONNECTIONS and not conn.outbound:
-            log.warning("refusing tcp connection: too many connections",
-                        peer=f"{conn.peer.host}:{conn.peer.port}")
+        if not conn.outbound and not self.guard.admit(conn):
             conn.abort()
             return
+        conn.registered = True
         self.flows[conn.flow] = conn
         key = (conn.peer.host, conn.peer.port)
         # An inbound connection is reachable at its source address; the newest wins.
@@ -206,6 +228,10 @@ class TcpTransport:
                   outbound=conn.outbound)
 
     def _unregister(self, conn: TcpConnection) -> None:
+        if not conn.registered:
+            return  # refused at accept: never counted, never seen by the core
+        conn.registered = False
+        self.guard.release(conn)
         if self.flows.get(conn.flow) is conn:
             del self.flows[conn.flow]
         key = (conn.peer.host, conn.peer.port)
@@ -292,21 +318,26 @@ class TcpTransport:
             self.connect_timeout)
         return proto.flow  # type: ignore[attr-defined]
 
-    # ------------------------------------------------------------------ idle sweep
+    # ------------------------------------------------------------------ deadlines
 
     def _schedule_sweep(self) -> None:
-        interval = max(1.0, min(60.0, self.idle_timeout / 4))
-        self._sweeper = self.loop.call_later(interval, self._sweep)
+        self._sweeper = self.loop.call_later(self.guard.tick, self._sweep)
 
     def _sweep(self) -> None:
+        """First-byte and message deadlines every tick; the idle time-out (over every
+        connection) every quarter of it, at most once a minute."""
         try:
-            limit = self.clock.monotonic() - self.idle_timeout
-            for conn in [c for c in self.flows.values() if c.last_activity < limit]:
-                log.info("closing idle tcp connection", flow=conn.flow,
-                         peer=f"{conn.peer.host}:{conn.peer.port}")
-                conn.close()
+            now = self.clock.monotonic()
+            self.guard.expire(now)
+            if now >= self._next_idle_sweep:
+                self._next_idle_sweep = now + max(1.0, min(60.0, self.idle_timeout / 4))
+                limit = now - self.idle_timeout
+                for conn in [c for c in self.flows.values() if c.last_activity < limit]:
+                    log.info("closing idle tcp connection", flow=conn.flow,
+                             peer=f"{conn.peer.host}:{conn.peer.port}")
+                    conn.close()
         except Exception:
-            log.exception("tcp idle sweep failed")
+            log.exception("tcp deadline sweep failed")
         finally:
             self._schedule_sweep()
 

@@ -9,6 +9,7 @@ import pytest
 from engine.ports import IncomingRequest
 from engine.sip.parser import parse_message
 from engine.transport import EmbeddedSipPort
+from engine.transport.tcp_limits import TcpLimits
 from tests.integration.sip.callee import Callee
 from tests.integration.sip.conftest import count, sip_message, sipp_run
 
@@ -148,7 +149,8 @@ async def test_unframeable_stream_gets_400_then_close(sip: EmbeddedSipPort) -> N
 
 
 async def test_idle_connection_is_closed() -> None:
-    sip = EmbeddedSipPort(host="127.0.0.1", port=0, transports=("tcp",), tcp_idle_timeout=1.0)
+    sip = EmbeddedSipPort(host="127.0.0.1", port=0, transports=("tcp",),
+                          tcp_limits=TcpLimits(idle_timeout=1.0))
     await sip.start()
     try:
         peer = await connect(sip)
