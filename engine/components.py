@@ -39,6 +39,7 @@ class Services:
     runtime: Any = None
     dispatcher: Any = None
     trunks: Any = None
+    abuse: Any = None  # engine.abuse.guard.AbuseGuard
 
 
 class ConfigComponent(Component):
@@ -85,6 +86,9 @@ class StoreComponent(Component):
         services.digest = DigestAuthenticator(
             settings.nonce_secret, ttl=settings.nonce_ttl,
             counter=StoreNonceCounter(self.store))
+        from engine.abuse.guard import AbuseGuard
+
+        services.abuse = AbuseGuard.from_settings(settings, self.store, services.config)
 
     async def start(self) -> None:
         try:

@@ -106,6 +106,11 @@ class RedisStore:
     def instance_id(self) -> str:
         return self._instance_id
 
+    @property
+    def client(self) -> RespClient:
+        """The connection, for adapters that keep their own keys (``engine.abuse.redis``)."""
+        return self._client
+
     async def ping(self) -> None:
         await self._client.execute("PING")
 
