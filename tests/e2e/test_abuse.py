@@ -272,3 +272,21 @@ def test_user_under_attack_bans_each_failing_source_for_that_user_only(
     register(pbx, "alice", "secret", code=200, source="127.0.0.10")  # other users unaffected
     register(pbx, "bob", "bobpass", code=200, source="127.0.0.14")   # bob elsewhere: served
     assert not rdb.exists("abuse:ban:src:127.0.0.10")
+
+
+def test_invite_guessing_is_counted_and_banned_like_register(pbx: Pbx,
+                                                             rdb: redis.Redis) -> None:
+    guesser = "127.0.0.15"
+
+    def invite(password: str, code: int, times: int = 1) -> SippResult:
+        result = run_sipp(scenario_with("call_uac_expect", code=code), pbx.address,
+                          media=True, timeout=30, bind=guesser,
+                          keys={"domain": DOMAIN, "caller": "alice"},
+                          extra=["-s", "1000", "-au", "alice", "-ap", password,
+                                 "-m", str(times), "-l", "1", "-r", "1000"])
+        assert result.rc == 0, result.explain()
+        return result
+
+    assert reasons(invite("guess", 403, times=5)) == ["invalid credentials"] * 5
+    assert reasons(invite("secret", 403)) == ["too many failed authentications"]
+    assert BANNED in register(pbx, "alice", "secret", code=403, source=guesser).messages
