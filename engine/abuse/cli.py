@@ -64,9 +64,9 @@ def cmd_bans_list(args: argparse.Namespace, settings: Any) -> int:
                               "since": ban.since, "seconds_left": ban.ttl}))
             continue
         since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ban.since))
-        who = "all users" if ban.scope == "source" else f"{ban.user}@{ban.domain}"
-        print(f"{ban.source:39s} {who:32s} last user {ban.user}@{ban.domain}, "
-              f"{ban.failures} failures, since {since}, {ban.ttl}s left")
+        scope = "all users" if ban.scope == "source" else "this user only"
+        print(f"{ban.source:39s} {scope:14s} {ban.user}@{ban.domain}: {ban.failures} "
+              f"failures, since {since}, {ban.ttl}s left")
     if not args.json:
         print(f"{len(bans)} ban(s)", file=sys.stderr)
     return 0

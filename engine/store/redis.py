@@ -14,6 +14,9 @@ key                             type   fields                                   
                                        status fields                                Expires
 ==============================  =====  ==========================================  ==========
 
+The abuse protection keeps its ``abuse:*`` keys on the same connection
+(``RedisStore.client``; see ``engine.abuse.redis``).
+
 Why it is shaped like this:
 
 * a REGISTER costs one round trip: ``DEL`` + ``HSET`` + ``EXPIRE`` in one
