@@ -41,6 +41,7 @@ class Services:
     dispatcher: Any = None
     trunks: Any = None
     health: Health = field(default_factory=Health)
+    abuse: Any = None  # engine.abuse.guard.AbuseGuard
 
 
 class ConfigComponent(Component):
@@ -88,6 +89,9 @@ class StoreComponent(Component):
             settings.nonce_secret, ttl=settings.nonce_ttl,
             counter=StoreNonceCounter(self.store))
         self.health = services.health
+        from engine.abuse.guard import AbuseGuard
+
+        services.abuse = AbuseGuard.from_settings(settings, self.store, services.config)
 
     async def start(self) -> None:
         try:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from engine.abuse.policy import retry_after_header
 from engine.fsm import declare_events
 from engine.health import Health
 from engine.log import get_logger
@@ -75,12 +76,24 @@ class SipDispatcher:
                 await req.reply(503, "Service Unavailable",
                                 headers=[("Retry-After", "30"), ("X-Reason", "shutting down")])
                 return
+            wait = self._rate_wait(req)
+            if wait:
+                await req.reply(503, "Service Unavailable",
+                                headers=[("Retry-After", retry_after_header(wait)),
+                                         ("X-Reason", "rate limited")])
+                return
             inst = runtime.spawn(machine, vars={"req": req})
             if req.method == "INVITE":
                 req.on_cancel(lambda: inst.post("sip.cancel"))
             await inst.send("start")
 
         return handle
+
+    def _rate_wait(self, req: Any) -> float:
+        """Pike-like admission: seconds a source over ABUSE_RATE_LIMIT must wait (0 = go on)
+        before any machine runs (README "Abuse protection"); exempt sources always pass."""
+        guard = getattr(getattr(self.runtime, "services", None), "abuse", None)
+        return guard.admit(req.source.host) if guard is not None else 0.0
 
     async def _options(self, req: Any) -> None:
         # Keep-alives and health probes (D-28): 200 only while this instance can serve.

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from engine.abuse.policy import parse_cidr_list
 from engine.errors import ConfigError
 from engine.paths import media_dir
 
@@ -391,6 +392,31 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("SIP_TCP_FD_RESERVE", "sip_tcp_fd_reserve", "512", _int(0),
              "file descriptors kept free of inbound SIP TCP for webhooks, Redis, RTPEngine "
              "and files", group="new"),
+    # --- abuse protection: password-guessing bans and the request-rate limit (README
+    # "Abuse protection"; engine/abuse)
+    Variable("ABUSE_PROTECTION", "abuse_protection", "true", _bool,
+             "contain password guessing and request floods (false = every check off)",
+             group="new"),
+    Variable("ABUSE_ALLOW", "abuse_allow", "127.0.0.0/8,::1", parse_cidr_list,
+             "sources never banned, counted or rate-limited (comma list of CIDRs; every "
+             "trunk's inbound CIDRs are exempt too)", group="new"),
+    Variable("ABUSE_NONCE_MAX_FAILURES", "abuse_nonce_max_failures", "3", _int(1),
+             "failed responses a digest nonce survives; then it is answered with a fresh "
+             "challenge", group="new"),
+    Variable("ABUSE_WINDOW_SECS", "abuse_window_secs", "60", _int(1),
+             "seconds over which authentication failures are counted", group="new"),
+    Variable("ABUSE_SOURCE_MAX_FAILURES", "abuse_source_max_failures", "10", _int(1),
+             "failures from one source address within the window that ban it", group="new"),
+    Variable("ABUSE_AOR_MAX_FAILURES", "abuse_aor_max_failures", "20", _int(1),
+             "failures on one user@domain (any source) within the window that put it under "
+             "attack: each further failing source is banned for that user", group="new"),
+    Variable("ABUSE_BAN_SECS", "abuse_ban_secs", "900", _int(1),
+             "seconds a ban (and an under-attack mark) lasts", group="new"),
+    Variable("ABUSE_RATE_LIMIT", "abuse_rate_limit", "50", _float(0),
+             "new REGISTER/INVITE requests per second per source (0 = no limit); excess is "
+             "answered 503", group="new"),
+    Variable("ABUSE_RATE_BURST", "abuse_rate_burst", "100", _int(1),
+             "requests a source may send at once above ABUSE_RATE_LIMIT", group="new"),
 )
 
 @dataclass(frozen=True)
@@ -468,6 +494,16 @@ class Settings:
     sip_tcp_message_timeout: float
     sip_tcp_max_buffered_bytes: int
     sip_tcp_fd_reserve: int
+    # --- abuse protection (README "Abuse protection")
+    abuse_protection: bool
+    abuse_allow: tuple[Any, ...]
+    abuse_nonce_max_failures: int
+    abuse_window_secs: int
+    abuse_source_max_failures: int
+    abuse_aor_max_failures: int
+    abuse_ban_secs: int
+    abuse_rate_limit: float
+    abuse_rate_burst: int
     # which variables were set explicitly (for the secret-default warning)
     explicit: frozenset[str] = field(default=frozenset(), compare=False)
 

@@ -8,7 +8,8 @@ dispatcher is imported too: it declares the events it delivers (``inputs:``).
 from importlib import import_module
 
 _MODULES = ("log", "timer", "sip", "config", "auth", "hooks", "reg", "store", "trunk", "call",
-            "status", "session", "verb", "media", "leg", "connect", "relay", "trunkreg", "transfer")
+            "status", "session", "verb", "media", "leg", "connect", "relay", "trunkreg", "transfer",
+            "abuse")
 
 
 def load_all() -> None:

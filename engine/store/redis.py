@@ -14,6 +14,9 @@ key                             type   fields                                   
                                        status fields                                Expires
 ==============================  =====  ==========================================  ==========
 
+The abuse protection keeps its ``abuse:*`` keys on the same connection
+(``RedisStore.client``; see ``engine.abuse.redis``).
+
 Why it is shaped like this:
 
 * a REGISTER costs one round trip: ``DEL`` + ``HSET`` + ``EXPIRE`` in one
@@ -166,6 +169,11 @@ class RedisStore:
     @property
     def instance_id(self) -> str:
         return self._instance_id
+
+    @property
+    def client(self) -> RespClient:
+        """The connection, for adapters that keep their own keys (``engine.abuse.redis``)."""
+        return self._client
 
     async def ping(self) -> None:
         await self._client.execute("PING")
