@@ -135,17 +135,17 @@ def fetch_callscript(ctx: Any, body: dict[str, Any], route: Any) -> None:
             return Outcome("script.unavailable", {"why": "no dialplan match"})
         outcome = await script_from(match.call_hook)
         fallback = getattr(match, "call_hook_fallback", None)
+        failure = outcome.data or {}
         if (outcome.event != "script.ready" and fallback and fallback != match.call_hook
-                and outcome.data.get("fallback", True)):
+                and failure.get("try_fallback", True)):
             # Twilio's fallbackUrl: the same request to the entry's other URL (a different
             # URL, so nothing is sent twice to one server); its answer is used.
-            ctx.log.info("callhook fallback", call_id=body["callId"],
-                         why=outcome.data.get("why"))
+            ctx.log.info("callhook fallback", call_id=body["callId"], why=failure.get("why"))
             outcome = await script_from(fallback)
         if outcome.event == "script.ready":
             ctx.log.info("callscript", call_id=body["callId"], count=body.get("count"),
                          refer=body.get("refer"),
-                         script=callscript_summary(outcome.data["script"]))
+                         script=callscript_summary((outcome.data or {})["script"]))
         return outcome
 
     async def script_from(url: str) -> Outcome:
@@ -162,7 +162,7 @@ def fetch_callscript(ctx: Any, body: dict[str, Any], route: Any) -> None:
                                        "error": {"name": "CallHookError",
                                                  "status": result.status,
                                                  "message": result.message},
-                                       "fallback": wants_fallback(result)})
+                                       "try_fallback": wants_fallback(result)})
             value = result.value
         try:
             script = validate_callscript(value)
