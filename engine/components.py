@@ -113,16 +113,20 @@ class HooksComponent(Component):
     name = "hooks"
 
     def __init__(self, services: Services):
+        from engine.hooks.breaker import Breakers
         from engine.hooks.callhook import CallHook
-        from engine.hooks.client import HookClient
+        from engine.hooks.client import HookClient, safe_url
         from engine.hooks.reghook import RegHook
         from engine.hooks.statushook import StatusHook
         from engine.hooks.templates import CallTemplates
 
         s = services.settings
         self.client = services.hook_client = HookClient.from_settings(s)
-        services.reghook = RegHook(self.client, timeout=s.reghook_timeout)
-        services.callhook = CallHook(self.client, timeout=s.callhook_timeout)
+        # one breaker per webhook URL, shared by RegHook and CallHook calls (defect 9)
+        breakers = Breakers(threshold=s.hook_breaker_threshold,
+                            cooldown=s.hook_breaker_cooldown, display=safe_url)
+        services.reghook = RegHook(self.client, timeout=s.reghook_timeout, breakers=breakers)
+        services.callhook = CallHook(self.client, timeout=s.callhook_timeout, breakers=breakers)
         self.statushook = services.statushook = StatusHook.from_settings(self.client, s)
         services.templates = CallTemplates.from_settings(s)
 

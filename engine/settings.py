@@ -319,6 +319,14 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("DRAGONPBX_WEBHOOK_SECRET", "webhook_secret", "", _opt_str,
              "HMAC-SHA256 signing secret for webhook requests (unset = unsigned)",
              group="new", secret=True),
+    # --- webhook fallback URLs and circuit breakers (issue 10, defect 9) ---
+    Variable("HOOK_BREAKER_THRESHOLD", "hook_breaker_threshold", "5", _int(0),
+             "consecutive failures of one RegHook/CallHook URL that open its circuit breaker "
+             "(0 = no breakers)", group="new"),
+    Variable("HOOK_BREAKER_COOLDOWN", "hook_breaker_cooldown", "5", _float(0, strict=True),
+             "seconds an open breaker fails requests to its URL at once, before one probe "
+             "request is let through", group="new"),
+    # --- end webhook fallback/breaker block ---
     Variable("SHUTDOWN_GRACE_SECS", "shutdown_grace_secs", "30", _float(0),
              "seconds live calls may continue after SIGTERM", group="new"),
     Variable("MEDIA_ALLOW_PRIVATE", "media_allow_private", "false", _bool,
@@ -465,6 +473,9 @@ class Settings:
     callhook_timeout: float
     statushook_timeout: float
     webhook_secret: str | None
+    # webhook fallback URLs and circuit breakers (issue 10, defect 9)
+    hook_breaker_threshold: int
+    hook_breaker_cooldown: float
     shutdown_grace_secs: float
     media_allow_private: bool
     media_cache_dir: Path

@@ -12,7 +12,7 @@ from typing import Any
 from engine.actions._request import domain, requested_expires, valid_credentials
 from engine.actions.sip import send_reply
 from engine.fsm import Outcome, action, guard
-from engine.hooks.callhook import CallHookFailed
+from engine.hooks.callhook import CallHookFailed, wants_fallback
 from engine.hooks.callscript import CallScriptError, callscript_summary, validate_callscript
 from engine.hooks.payloads import callhook_body, reghook_body
 from engine.hooks.reghook import Denied, Granted, HookFailed
@@ -20,13 +20,14 @@ from engine.hooks.templates import CallTemplateError, is_file_callhook
 from engine.sip.builders import REASON_PHRASES, reason_phrase
 
 REGHOOK_OUTCOMES = ("hook.granted", "hook.denied", "hook.http_error", "hook.timeout",
-                    "hook.unreachable", "hook.invalid_reply")
+                    "hook.unreachable", "hook.invalid_reply", "hook.circuit_open")
 
 _FAILURE_EVENTS = {
     "status": "hook.http_error",
     "timeout": "hook.timeout",
     "connect": "hook.unreachable",
     "closed": "hook.unreachable",
+    "circuit_open": "hook.circuit_open",
 }
 
 
@@ -45,14 +46,17 @@ def reghook_request(ctx: Any) -> dict[str, Any]:
 
 @action(emits=REGHOOK_OUTCOMES, outcomes=REGHOOK_OUTCOMES)
 async def reghook(ctx: Any, p: Any) -> None:
-    """POST the digest data to the client's RegHook; the reply becomes hook.granted,
-    hook.denied, hook.http_error, hook.timeout, hook.unreachable or hook.invalid_reply."""
-    url = ctx.vars.client_match.url
+    """POST the digest data to the client's RegHook (then to its reghookFallback if the
+    RegHook fails); the reply becomes hook.granted, hook.denied, hook.http_error,
+    hook.timeout, hook.unreachable, hook.invalid_reply or hook.circuit_open (the URL's
+    circuit breaker is open: nothing was sent)."""
+    match = ctx.vars.client_match
+    url, fallback = match.url, getattr(match, "fallback", None)
     body = reghook_request(ctx)
     caller = ctx.services.reghook
 
     async def call() -> Outcome:
-        result = await caller.call(url, body)
+        result = await caller.call(url, body, fallback=fallback)
         ctx.vars.hook_result = result
         if isinstance(result, Granted):
             ctx.vars.grant = result
@@ -129,7 +133,22 @@ def fetch_callscript(ctx: Any, body: dict[str, Any], route: Any) -> None:
         match = await route() if callable(route) else route
         if match is None:
             return Outcome("script.unavailable", {"why": "no dialplan match"})
-        url = match.call_hook
+        outcome = await script_from(match.call_hook)
+        fallback = getattr(match, "call_hook_fallback", None)
+        failure = outcome.data or {}
+        if (outcome.event != "script.ready" and fallback and fallback != match.call_hook
+                and failure.get("try_fallback", True)):
+            # Twilio's fallbackUrl: the same request to the entry's other URL (a different
+            # URL, so nothing is sent twice to one server); its answer is used.
+            ctx.log.info("callhook fallback", call_id=body["callId"], why=failure.get("why"))
+            outcome = await script_from(fallback)
+        if outcome.event == "script.ready":
+            ctx.log.info("callscript", call_id=body["callId"], count=body.get("count"),
+                         refer=body.get("refer"),
+                         script=callscript_summary((outcome.data or {})["script"]))
+        return outcome
+
+    async def script_from(url: str) -> Outcome:
         if is_file_callhook(url):
             try:
                 value = services.templates.render(url, body)
@@ -142,15 +161,14 @@ def fetch_callscript(ctx: Any, body: dict[str, Any], route: Any) -> None:
                 return Outcome(event, {"why": f"CallHook {result.kind}: {result.message}"[:200],
                                        "error": {"name": "CallHookError",
                                                  "status": result.status,
-                                                 "message": result.message}})
+                                                 "message": result.message},
+                                       "try_fallback": wants_fallback(result)})
             value = result.value
         try:
             script = validate_callscript(value)
         except CallScriptError as exc:
             return Outcome("script.invalid", {"why": f"invalid CallScript: {exc}"[:200],
                                               "error": exc})
-        ctx.log.info("callscript", call_id=body["callId"], count=body.get("count"),
-                     refer=body.get("refer"), script=callscript_summary(script))
         return Outcome("script.ready", {"script": script})
 
     ctx.start(fetch(), done="script.unavailable", error="script.invalid")

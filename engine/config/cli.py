@@ -103,6 +103,8 @@ def _domain_lines(dom: Domain) -> list[str]:
              f"{_plural(len(dom.trunks), 'trunk')}"]
     for c in dom.clients:
         how = f"reghook {redact_url(c.reghook)}" if c.reghook else "password"
+        if c.reghook and c.reghook_fallback:
+            how += f" (fallback {redact_url(c.reghook_fallback)})"
         extra = f"; {_plural(len(c.dialplan), 'pattern')}" if c.dialplan is not None else ""
         lines.append(f"    client {c.username:<12} {how}{extra}")
     lines.extend(_trunk_line(t) for t in dom.trunks)

@@ -43,11 +43,13 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 @dataclass(frozen=True, slots=True)
 class DialplanMatch:
-    """The winning dialplan entry: which key, which CallHook, which StatusHook."""
+    """The winning dialplan entry: which key, which CallHook (and its fallback), which
+    StatusHook."""
 
     pattern: str
     call_hook: str
     status_hook: str | None = None
+    call_hook_fallback: str | None = None  # asked when call_hook fails (issue 10, defect 9)
 
     @property
     def is_file(self) -> bool:
@@ -88,11 +90,20 @@ def parse_dialplan_value(key: str, value: Any) -> DialplanMatch | None:
             raise ValueError("an object value needs a non-empty string callHook")
         status = value.get("statusHook")
         if status in (None, False, ""):
-            return DialplanMatch(key, hook, None)
-        if not isinstance(status, str):
+            status = None
+        elif not isinstance(status, str):
             raise ValueError("statusHook must be a URL string, false or absent")
-        return DialplanMatch(key, hook, status)
-    raise ValueError("a dialplan value must be a CallHook string or {callHook, statusHook}")
+        fallback = value.get("callHookFallback")
+        if fallback in (None, False, ""):
+            fallback = None
+        elif not isinstance(fallback, str):
+            raise ValueError("callHookFallback must be a CallHook string, false or absent")
+        elif fallback == hook:
+            # asking the same URL again would send a request twice (issue 10)
+            raise ValueError("callHookFallback must differ from callHook")
+        return DialplanMatch(key, hook, status, fallback)
+    raise ValueError("a dialplan value must be a CallHook string or "
+                     "{callHook, callHookFallback, statusHook}")
 
 
 @dataclass(frozen=True, slots=True)

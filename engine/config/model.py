@@ -118,7 +118,10 @@ class Trunk:
 
 @dataclass(frozen=True)
 class Client:
-    """A client (phone) entry: username glob plus RegHook URL or static password."""
+    """A client (phone) entry: username glob plus RegHook URL or static password.
+
+    ``reghook_fallback`` (config ``reghookFallback``) is asked when the RegHook fails.
+    """
 
     username: str
     reghook: str | None = None
@@ -127,6 +130,7 @@ class Client:
     codecs: tuple[str, ...] | None = None
     expires: int | None = None
     id: Any = None
+    reghook_fallback: str | None = None
     glob: Glob = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -138,10 +142,12 @@ class Client:
 
 @dataclass(frozen=True, slots=True)
 class HookClient:
-    """Authenticate through the client's RegHook (HTTP POST to ``url``)."""
+    """Authenticate through the client's RegHook (HTTP POST to ``url``; to ``fallback``,
+    when set, if ``url`` fails)."""
 
     url: str
     client: Client
+    fallback: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -253,7 +259,7 @@ class Domain:
         if client is None:
             return NO_CLIENT
         if client.reghook:
-            return HookClient(client.reghook, client)
+            return HookClient(client.reghook, client, client.reghook_fallback)
         if client.password:
             return PasswordClient(client)
         return NO_CLIENT  # unreachable for validated configs (S-1)

@@ -165,10 +165,12 @@ async def import_snapshot(conn: psycopg.AsyncConnection[Any], snapshot: ConfigSn
             ref = row[0]
             await cur.executemany(
                 "INSERT INTO clients (domain_ref, position, client_id, username, reghook, "
-                "password, dialplan, codecs, expires) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                "password, dialplan, codecs, expires, reghook_fallback) "
+                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
                 [(ref, pos, _jsonb(c.id), c.username, c.reghook, c.password,
                   Json(c.dialplan.as_dict()) if c.dialplan is not None else None,
-                  _jsonb(list(c.codecs) if c.codecs is not None else None), c.expires)
+                  _jsonb(list(c.codecs) if c.codecs is not None else None), c.expires,
+                  c.reghook_fallback)
                  for pos, c in enumerate(dom.clients)])
             await cur.executemany(
                 "INSERT INTO trunks (domain_ref, position, trunk_id, name, label, inbound, "
@@ -241,7 +243,7 @@ async def fetch_internal(conn: psycopg.AsyncConnection[Any]
         entry["clients"].append(_present({
             "id": c["client_id"], "username": c["username"], "reghook": c["reghook"],
             "password": c["password"], "dialplan": c["dialplan"], "codecs": c["codecs"],
-            "expires": c["expires"]}))
+            "expires": c["expires"], "reghookFallback": c.get("reghook_fallback")}))
     for t in trunks:
         name, entry = by_ref[t["domain_ref"]]
         rows[("domains", name, "trunks", len(entry["trunks"]))] = ("trunks", t["id"])

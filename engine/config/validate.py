@@ -223,8 +223,8 @@ def _clean_entries(entries: list[DomainEntry], bad: list[JsonPath]) -> list[Doma
 _KNOWN = {
     "root": {"$schema", "domains", "accounts"},
     "domain": {"domain_id", "clients", "trunks"},
-    "client": {"id", "username", "reghook", "password", "authType", "dialplan", "codecs",
-               "expires", "label", "maxClients"},
+    "client": {"id", "username", "reghook", "reghookFallback", "password", "authType",
+               "dialplan", "codecs", "expires", "label", "maxClients"},
     "trunk": {"id", "name", "label", "inbound", "outbound", "dialplan", "codecs", "authType",
               "authUser", "authPass", "regHost", "regUser", "regPass", "register",
               "number_from"},
@@ -299,13 +299,22 @@ def _build_client(raw: Mapping[str, Any], path: JsonPath, col: Collector, preced
         col.warning((*path, "password"), "CONFIG_CLIENT_AUTH",
                     "both reghook and password are set: the reghook is used")
         password = None
+    fallback = _opt(raw.get("reghookFallback"))
+    if fallback and not reghook:
+        col.warning((*path, "reghookFallback"), "CONFIG_UNUSED_FALLBACK",
+                    "reghookFallback is ignored: the client has no reghook")
+        fallback = None
+    elif fallback and fallback == reghook:
+        col.error((*path, "reghookFallback"), "CONFIG_SAME_FALLBACK",
+                  "reghookFallback must differ from reghook (a request is never sent twice "
+                  "to the same URL)")
     dialplan = _build_dialplan(raw.get("dialplan"), (*path, "dialplan"), col, precedence)
     if len(col.errors) > before:
         return None
     codecs = raw.get("codecs")
     return Client(username=username, reghook=reghook, password=password, dialplan=dialplan,
                   codecs=tuple(codecs) if codecs is not None else None,
-                  expires=raw.get("expires"), id=raw.get("id"))
+                  expires=raw.get("expires"), id=raw.get("id"), reghook_fallback=fallback)
 
 
 def _build_trunk(raw: Mapping[str, Any], path: JsonPath, col: Collector, precedence: str,

@@ -3,8 +3,10 @@
 Wiring (composition root)::
 
     client = HookClient.from_settings(settings)          # engine.ports.HookCaller
-    reghook = RegHook(client, timeout=settings.reghook_timeout)
-    callhook = CallHook(client, timeout=settings.callhook_timeout)
+    breakers = Breakers(threshold=settings.hook_breaker_threshold,
+                        cooldown=settings.hook_breaker_cooldown, display=safe_url)
+    reghook = RegHook(client, timeout=settings.reghook_timeout, breakers=breakers)
+    callhook = CallHook(client, timeout=settings.callhook_timeout, breakers=breakers)
     statushook = StatusHook.from_settings(client, settings)
     ...
     await statushook.close(); await client.close()       # shutdown, in that order

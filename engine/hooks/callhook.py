@@ -12,8 +12,14 @@ Outcomes, as the call machine needs them:
   falsy-script check).
 
 ``kind`` says which case it was (``status``, ``timeout``, ``connect``, ``json``,
-``url``, ``empty``, ``too_large``, ``error``) for logs and StatusHook/``hook.error``
-events; ``status`` is the HTTP code when there was one.
+``url``, ``empty``, ``too_large``, ``error``, ``circuit_open``) for logs and
+StatusHook/``hook.error`` events; ``status`` is the HTTP code when there was one.
+
+``circuit_open`` (480, nothing sent): the URL failed ``HOOK_BREAKER_THRESHOLD``
+times in a row and its breaker is open (``engine.hooks.breaker``). Every
+``CallHookFailed`` except a shutdown is a failure of the URL: it counts for the
+breaker and makes the call flow ask the dialplan entry's ``callHookFallback``
+(``engine.actions.hooks``).
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine.errors import HookError
+from engine.hooks.breaker import Breakers, guarded
 from engine.hooks.client import parse_json_strict, safe_url
 from engine.log import get_logger
 from engine.ports import HookCaller
@@ -77,15 +84,29 @@ def interpret_reply(status: int, body: bytes) -> CallHookResult:
 class CallHook:
     """Typed CallHook calls over the shared ``HookCaller``, bounded by ``CALLHOOK_TIMEOUT``."""
 
-    def __init__(self, caller: HookCaller, *, timeout: float) -> None:
+    def __init__(self, caller: HookCaller, *, timeout: float,
+                 breakers: Breakers | None = None) -> None:
         self._caller = caller
         self._timeout = timeout
+        self._breakers = breakers
 
     async def fetch(self, url: str | None, body: Mapping[str, Any], *,
                     timeout: float | None = None) -> CallHookResult:
-        """POST ``body`` (see ``payloads.callhook_body``) to ``url``; never raises ``HookError``."""
+        """POST ``body`` (see ``payloads.callhook_body``) to ``url``; never raises ``HookError``.
+
+        Fails fast (``circuit_open``, nothing sent) while the URL's breaker is open."""
         if not url or not url.startswith(("http://", "https://")):
             return CallHookFailed("url", INVALID, None, "CallHook URL missing or not http(s)")
+        result = await guarded(self._breakers, url, lambda: self._post(url, body, timeout),
+                               counts_as_failure)
+        if result is None:
+            log.debug("callhook not sent: circuit open", url=safe_url(url))
+            return CallHookFailed("circuit_open", UNAVAILABLE, None,
+                                  f"{safe_url(url)}: circuit open")
+        return result
+
+    async def _post(self, url: str, body: Mapping[str, Any],
+                    timeout: float | None) -> CallHookResult:
         try:
             reply = await self._caller.post(url, body, timeout=timeout or self._timeout)
         except HookError as exc:
@@ -107,5 +128,16 @@ class CallHook:
         return result
 
 
+def wants_fallback(result: CallHookResult) -> bool:
+    """Anything but a CallScript, except our own shutdown, is worth asking the fallback."""
+    return isinstance(result, CallHookFailed) and result.kind not in ("closed", "payload")
+
+
+def counts_as_failure(result: CallHookResult) -> bool:
+    """A failure of the URL for its breaker (a URL that is not http(s) sends nothing)."""
+    return wants_fallback(result) and not (isinstance(result, CallHookFailed)
+                                           and result.kind == "url")
+
+
 __all__ = ["INVALID", "UNAVAILABLE", "CallHook", "CallHookFailed", "CallHookResult",
-           "CallScript", "interpret_reply"]
+           "CallScript", "counts_as_failure", "interpret_reply", "wants_fallback"]

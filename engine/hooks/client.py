@@ -11,7 +11,11 @@ httpx stays on the cold paths (config polling, media fetch).
 Every request:
 
 * reuses pooled HTTP/1.1 keep-alive connections (at most ``HTTP_POOLSIZE``,
-  and never fewer than 100, per host);
+  and never fewer than 100, per webhook URL — scheme, host, port and path;
+  the query string does not count). One pool per URL, not per host: a slow
+  hook can fill only its own pool, so requests to the other hook URLs of the
+  same server do not queue behind it (issue 10, defect 9). Beyond
+  ``MAX_URL_POOLS`` distinct URLs the rest share one pool per host;
 * is bounded by the ``timeout`` the caller passes (waiting for a pooled
   connection, connect, send and the whole reply), so a slow-loris hook cannot
   stall a SIP transaction (S-11);
@@ -41,7 +45,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from engine.errors import HookError
-from engine.hooks.http1 import Http1Pool
+from engine.hooks.http1 import Http1Pool, Target, parse_target
 from engine.hooks.signing import signature_headers
 from engine.log import get_logger
 from engine.ports import HookReply
@@ -56,6 +60,8 @@ log = get_logger(__name__)
 # avoids the race where a POST meets a closing socket (POST is not retried).
 KEEPALIVE_SECS = 4.0
 MAX_REPLY_BYTES = 1 << 20  # hook replies are small JSON; cap what a hook can make us buffer
+MAX_URL_POOLS = 1024  # webhook URLs come from config and RegHook grants: few in practice
+_MAX_ROUTES = 4096  # url → (pool, parsed target) cache bound
 
 
 def dumps(payload: Any) -> bytes:
@@ -102,7 +108,9 @@ class HookClient:
         self._max_reply = max_reply_bytes
         self._keepalive = keepalive_timeout
         self._wall_clock = wall_clock
-        self._pool: Http1Pool | None = None
+        self._pools: dict[str, Http1Pool] = {}  # per log-safe URL (scheme://host:port/path)
+        self._shared: Http1Pool | None = None  # per host, for URLs beyond MAX_URL_POOLS
+        self._routes: dict[str, tuple[Http1Pool, Target]] = {}
         self._closed = False
         if any(c in user_agent for c in "\r\n\0"):
             raise ValueError("User-Agent must not contain CR, LF or NUL")
@@ -121,13 +129,29 @@ class HookClient:
     def signing(self) -> bool:
         return self._secret is not None
 
-    def _get_pool(self) -> Http1Pool:
+    def _route(self, url: str) -> tuple[Http1Pool, Target]:
+        """The pool serving ``url`` and its parsed target (both cached per URL)."""
         if self._closed:
             raise HookError("webhook client is closed", kind="closed")
-        if self._pool is None:
-            self._pool = Http1Pool(limit_per_host=self._limit_per_host,
-                                   keepalive=self._keepalive)
-        return self._pool
+        route = self._routes.get(url)
+        if route is not None:
+            return route
+        target = parse_target(url, safe_url(url))
+        pool = self._pools.get(target.display)
+        if pool is None:
+            if len(self._pools) < MAX_URL_POOLS:
+                pool = self._pools[target.display] = self._new_pool()
+            else:
+                if self._shared is None:
+                    self._shared = self._new_pool()
+                pool = self._shared
+        if len(self._routes) >= _MAX_ROUTES:
+            self._routes.clear()
+        self._routes[url] = route = (pool, target)
+        return route
+
+    def _new_pool(self) -> Http1Pool:
+        return Http1Pool(limit_per_host=self._limit_per_host, keepalive=self._keepalive)
 
     def headers_for(self, body: bytes) -> dict[str, str]:
         """Request headers for ``body``: fixed ones plus the signature when a secret is set."""
@@ -152,8 +176,7 @@ class HookClient:
 
     async def post_bytes(self, url: str, body: bytes, *, timeout: float) -> HookReply:
         """As ``post`` for an already serialised JSON body."""
-        pool = self._get_pool()
-        target = pool.target(url, safe_url)
+        pool, target = self._route(url)
         tail = self._fixed
         if self._secret is not None:
             signed = signature_headers(self._secret, int(self._wall_clock()), body)
@@ -182,8 +205,9 @@ class HookClient:
     async def close(self) -> None:
         """Close pooled connections; later ``post`` calls raise ``HookError(kind="closed")``."""
         self._closed = True
-        pool, self._pool = self._pool, None
-        if pool is not None:
+        pools = [*self._pools.values(), *([self._shared] if self._shared else [])]
+        self._pools, self._shared, self._routes = {}, None, {}
+        for pool in pools:
             await pool.close()
 
 
@@ -211,4 +235,5 @@ def parse_json_strict(raw: bytes) -> tuple[bool, Any]:
         return False, None
 
 
-__all__ = ["MAX_REPLY_BYTES", "HookClient", "dumps", "parse_json_strict", "safe_url"]
+__all__ = ["MAX_REPLY_BYTES", "MAX_URL_POOLS", "HookClient", "dumps", "parse_json_strict",
+           "safe_url"]

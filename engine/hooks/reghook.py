@@ -7,7 +7,15 @@ The registrar machine decides the SIP answer from the result:
 * ``HookFailed`` — everything else, with a ``kind``: ``status`` (HTTP ≠ 2xx, the
   HTTP code in ``status``), ``timeout``, ``connect``, ``json`` (body not a JSON
   object), ``schema`` (reply violates ``schemas/reghook-reply.schema.json``),
-  ``url``, ``too_large`` or ``error``.
+  ``url``, ``too_large``, ``error`` or ``circuit_open`` (the URL's breaker is
+  open: nothing was sent, see ``engine.hooks.breaker``).
+
+With a fallback URL (client ``reghookFallback``), a primary that fails —
+timeout, unreachable, HTTP 5xx, invalid reply, open breaker — is followed by
+the same request to the fallback, whose result is used (Twilio's
+``fallbackUrl``). A ``Denied`` or an HTTP 4xx is the hook's answer, not a
+failure: it is relayed, never retried elsewhere. The same URL is never asked
+twice.
 
 A hook's reply can never crash the caller (the original crashed on a reply
 without ``status`` and on HTTP codes that are not SIP codes, D-0).
@@ -24,6 +32,7 @@ from typing import Any
 from jsonschema import Draft202012Validator
 
 from engine.errors import HookError
+from engine.hooks.breaker import Breakers, guarded
 from engine.hooks.client import safe_url
 from engine.log import get_logger
 from engine.paths import schema_path
@@ -119,15 +128,36 @@ class RegHook:
     ``_DECISIONS_MAX``): treat them, and the mappings inside, as read-only.
     """
 
-    def __init__(self, caller: HookCaller, *, timeout: float) -> None:
+    def __init__(self, caller: HookCaller, *, timeout: float,
+                 breakers: Breakers | None = None) -> None:
         self._caller = caller
         self._timeout = timeout
+        self._breakers = breakers
         self._decisions: dict[bytes, Granted | Denied] = {}
         reply_validator()  # load and check the schema at start-up, not on the first REGISTER
 
-    async def call(self, url: str, body: Mapping[str, Any], *,
+    async def call(self, url: str, body: Mapping[str, Any], *, fallback: str | None = None,
                    timeout: float | None = None) -> RegHookResult:
-        """POST ``body`` (see ``payloads.reghook_body``) to ``url``; never raises ``HookError``."""
+        """POST ``body`` (see ``payloads.reghook_body``) to ``url``, then to ``fallback`` if
+        ``url`` failed; never raises ``HookError``. Each URL gets the whole timeout."""
+        result = await self._attempt(url, body, timeout)
+        if fallback and fallback != url and wants_fallback(result):
+            assert isinstance(result, HookFailed)
+            log.debug("reghook fallback", url=safe_url(fallback), primary_kind=result.kind)
+            result = await self._attempt(fallback, body, timeout)
+        return result
+
+    async def _attempt(self, url: str, body: Mapping[str, Any],
+                       timeout: float | None) -> RegHookResult:
+        result = await guarded(self._breakers, url,
+                               lambda: self._post(url, body, timeout), counts_as_failure)
+        if result is None:
+            log.debug("reghook not sent: circuit open", url=safe_url(url))
+            return HookFailed("circuit_open", None, f"{safe_url(url)}: circuit open")
+        return result
+
+    async def _post(self, url: str, body: Mapping[str, Any],
+                    timeout: float | None) -> RegHookResult:
         try:
             reply = await self._caller.post(url, body, timeout=timeout or self._timeout)
         except HookError as exc:
@@ -149,5 +179,22 @@ class RegHook:
         return result
 
 
-__all__ = ["Denied", "Granted", "HookFailed", "RegHook", "RegHookResult", "interpret_reply",
-           "reply_validator"]
+def wants_fallback(result: RegHookResult) -> bool:
+    """The primary gave no answer the fallback should not override: everything but a
+    grant, a denial, an HTTP 4xx (relayed as the SIP status) and our own shutdown."""
+    if not isinstance(result, HookFailed):
+        return False
+    if result.kind == "status":
+        return not (result.status is not None and 400 <= result.status < 500)
+    return result.kind not in ("closed", "payload")
+
+
+def counts_as_failure(result: RegHookResult) -> bool:
+    """A failure of the URL for its breaker: what triggers a fallback, except a URL that
+    is not http(s) (nothing was sent)."""
+    return wants_fallback(result) and not (isinstance(result, HookFailed)
+                                           and result.kind == "url")
+
+
+__all__ = ["Denied", "Granted", "HookFailed", "RegHook", "RegHookResult", "counts_as_failure",
+           "interpret_reply", "reply_validator", "wants_fallback"]

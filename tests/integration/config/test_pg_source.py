@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -211,6 +212,29 @@ async def test_import_modes(pg_database: PgParams, db: psycopg.AsyncConnection[A
         await src.close()
     with pytest.raises(ValueError):
         await import_snapshot(db, other, mode="upsert")
+
+
+async def test_fallback_urls_survive_import_and_load(pg_database: PgParams,
+                                                    db: psycopg.AsyncConnection[Any]) -> None:
+    """reghookFallback has its own column (migration 0003); callHookFallback lives in the
+    dialplan JSON (issue 10, defect 9)."""
+    plan = {"1*": {"callHook": "http://h/call", "callHookFallback": "http://b/call"}}
+    text = ('{"domains": {"fb.example": {"domain_id": 7, "clients": [{"username": "*", '
+            '"reghook": "http://h/reg", "reghookFallback": "http://b/reg", '
+            f'"dialplan": {json.dumps(plan)}}}]}}}}}}')
+    await import_snapshot(db, snapshot_from_json_text(text, file="fb.json"), mode="merge")
+    src = PgSource(settings_for(pg_database))
+    try:
+        client = (await src.load()).domain("fb.example").clients[0]  # type: ignore[union-attr]
+    finally:
+        await src.close()
+    assert client.reghook_fallback == "http://b/reg"
+    assert client.dialplan.match("100").call_hook_fallback == "http://b/call"  # type: ignore[union-attr]
+    cur = await db.execute("SELECT id FROM domains LIMIT 1")
+    (ref,) = await cur.fetchone()  # type: ignore[misc]
+    with pytest.raises(psycopg.errors.CheckViolation):
+        await db.execute("INSERT INTO clients (domain_ref, username, reghook, reghook_fallback) "
+                         "VALUES (%s, 'x', 'http://h/r', 'http://h/r')", (ref,))
 
 
 async def test_database_refuses_a_client_without_credentials(

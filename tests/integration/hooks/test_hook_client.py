@@ -14,6 +14,7 @@ import pytest
 from aiohttp import web
 
 from engine.errors import HookError
+from engine.hooks.breaker import Breakers
 from engine.hooks.callhook import CallHook, CallHookFailed, CallScript
 from engine.hooks.client import HookClient
 from engine.hooks.payloads import reghook_body
@@ -347,3 +348,35 @@ async def test_statushook_failures_are_only_counted(hooks: Hooks, client: HookCl
     sender.send(f"http://127.0.0.1:{free_port()}/", "c", "pause:complete")
     await sender.close(grace=2)
     assert (sender.sent, sender.failed) == (0, 2)
+
+
+async def test_a_slow_url_does_not_queue_requests_to_another_url(hooks: Hooks,
+                                                                   client: HookClient) -> None:
+    """Pools are per URL, not per host (issue 10, defect 9): 120 requests hanging on one
+    path of the server hold its 100 connections; another path still answers at once."""
+    slow = hooks.reply("/slow", body={"status": "ok"}, delay=3)
+    fast = hooks.reply("/fast", body={"status": "ok"})
+    hanging = [asyncio.ensure_future(client.post(slow, {}, timeout=2)) for _ in range(120)]
+    try:
+        while sum(s.path == "/slow" for s in hooks.seen) < 100:
+            await asyncio.sleep(0.01)
+        started = time.monotonic()
+        reply = await client.post(fast, {}, timeout=2)
+        assert reply.status == 200 and time.monotonic() - started < 0.5
+    finally:
+        for task in hanging:
+            task.cancel()
+        await asyncio.gather(*hanging, return_exceptions=True)
+
+
+async def test_reghook_fallback_and_breaker_over_real_sockets(hooks: Hooks,
+                                                              client: HookClient) -> None:
+    down = f"http://127.0.0.1:{free_port()}/reg"  # nothing listens: refused
+    backup = hooks.reply("/backup", body={"status": "ok"})
+    reghook = RegHook(client, timeout=1, breakers=Breakers(threshold=2, cooldown=60))
+    body = {"username": "u"}
+    results = [await reghook.call(down, body, fallback=backup) for _ in range(4)]
+    assert all(isinstance(r, Granted) for r in results)
+    assert sum(s.path == "/backup" for s in hooks.seen) == 4
+    alone = await reghook.call(down, body)
+    assert isinstance(alone, HookFailed) and alone.kind == "circuit_open"
