@@ -149,8 +149,8 @@ def fetch_callscript(ctx: Any, body: dict[str, Any], route: Any) -> None:
         except CallScriptError as exc:
             return Outcome("script.invalid", {"why": f"invalid CallScript: {exc}"[:200],
                                               "error": exc})
-        ctx.log.info("callscript", call_id=body["callId"], count=body.get("count"),
-                     refer=body.get("refer"), script=callscript_summary(script))
+        ctx.log.debug("callscript", call_id=body["callId"], count=body.get("count"),
+                      refer=body.get("refer"), script=callscript_summary(script))
         return Outcome("script.ready", {"script": script})
 
     ctx.start(fetch(), done="script.unavailable", error="script.invalid")
