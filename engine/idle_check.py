@@ -27,7 +27,10 @@ def peer_gone(transport: asyncio.BaseTransport | None) -> bool:
         return False  # not a socket transport (tests, pipes): nothing to look at
     # Wrap the transport's descriptor without duplicating it, peek, and let go: the
     # transport keeps ownership (asyncio's TransportSocket has no recv of its own).
-    sock = socket.socket(fileno=raw.fileno())
+    try:
+        sock = socket.socket(fileno=raw.fileno())
+    except (OSError, ValueError):
+        return True  # the descriptor is already closed
     try:
         sock.recv(1, _PEEK_FLAGS)
     except (BlockingIOError, InterruptedError):
