@@ -54,6 +54,12 @@ READ_ONLY = frozenset({
     "ZSCORE",
 })
 
+# The deadline check runs this often (at most) while commands are pending.
+_MAX_TICK = 0.05
+
+# (written at, expected replies, replies so far, future, deadline); see RespClient
+_Pending = tuple[float, int, list[Any], "asyncio.Future[list[Any]]", float]
+
 # A connection quiet for longer than this is peeked before a write (a server
 # timeout or restart may have closed it); a busy one is not (its traffic would
 # already have shown the close), which keeps the check off the hot path.
@@ -163,8 +169,9 @@ class RespClient:
             raise StoreError(f"bad REDIS_URL: {exc}") from exc
         self.connect_timeout = connect_timeout
         self.command_timeout = command_timeout
-        # (started, expected replies, replies so far, future) in send order
-        self._pending: deque[tuple[float, int, list[Any], asyncio.Future[list[Any]]]] = deque()
+        # (written at, expected replies, replies so far, future, the operation's deadline)
+        # in send order; times are time.monotonic()
+        self._pending: deque[_Pending] = deque()
         self._proto: _Protocol | None = None
         self._connecting: asyncio.Future[_Protocol] | None = None
         self._watchdog: asyncio.TimerHandle | None = None
@@ -194,9 +201,10 @@ class RespClient:
         return await asyncio.shield(self._connecting)
 
     async def _connection_by(self, deadline: float) -> _Protocol:
-        """The connection, opened if need be, but never past ``deadline`` (loop time)."""
+        """The connection, opened if need be, but never past ``deadline``
+        (``time.monotonic()``)."""
         try:
-            async with asyncio.timeout_at(deadline):
+            async with asyncio.timeout(deadline - time.monotonic()):
                 return await self._connection()
         except TimeoutError as exc:
             raise StoreError(f"redis {self._where()}: not connected within "
@@ -226,7 +234,8 @@ class RespClient:
             hello.append(encode("SELECT", ep.db))
         if hello:
             try:
-                replies = await self._write(proto, b"".join(hello), len(hello))
+                replies = await self._write(proto, b"".join(hello), len(hello),
+                                            time.monotonic() + self.command_timeout)
             except BaseException:  # lost, timed out or cancelled: half set up, unusable
                 if self._proto is proto:
                     self._drop("connection set-up did not finish")
@@ -254,7 +263,8 @@ class RespClient:
 
     def _fail_all(self, error: StoreError) -> None:
         pending, self._pending = self._pending, deque()
-        for _, _, _, fut in pending:
+        for entry in pending:
+            fut = entry[3]
             if not fut.done():
                 fut.set_exception(error)
 
@@ -266,44 +276,60 @@ class RespClient:
         if not peer_gone(proto.transport):
             return True
         log.debug("redis connection closed by the server while idle; reconnecting",
-                 where=self._where())
+                  where=self._where())
         self._drop("closed by the server while idle")
         return False
 
     # ------------------------------------------------------------------ sending
-    def _write(self, proto: _Protocol, payload: bytes,
-               replies: int) -> asyncio.Future[list[Any]]:
-        """Write ``payload`` on ``proto``; the future of its replies. Raises ``_NotSent``
-        (nothing written) if the connection is already closing."""
+    def _write(self, proto: _Protocol, payload: bytes, replies: int,
+               deadline: float) -> asyncio.Future[list[Any]]:
+        """Write ``payload`` on ``proto``; the future of its replies, failed with
+        ``_Expired`` once ``deadline`` passes. Raises ``_NotSent`` (nothing written) if
+        the connection is already closing."""
         transport = proto.transport
         if transport is None or transport.is_closing() or proto is not self._proto:
             raise _NotSent("redis connection closed before the write")
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[list[Any]] = loop.create_future()
         now = time.monotonic()
-        self._pending.append((now, replies, [], fut))
+        self._pending.append((now, replies, [], fut, deadline))
         proto.last_active = now
         transport.write(payload)
         if self._watchdog is None:
-            self._watchdog = loop.call_later(self.command_timeout / 4, self._watch)
+            self._watchdog = loop.call_later(self._tick, self._watch)
         return fut
 
+    @property
+    def _tick(self) -> float:
+        # How late past its deadline a caller may learn of it: small against the timeout.
+        return min(_MAX_TICK, self.command_timeout / 4)
+
     def _watch(self) -> None:
+        """Every tick while commands are pending: fail the callers whose deadline
+        passed (their late replies are still read and dropped in order, so framing
+        holds), and drop the connection when the oldest command is older than the
+        command timeout (a hung Redis). One timer for all commands, not one each."""
         self._watchdog = None
-        if not self._pending:
+        pending = self._pending
+        if not pending:
             return
-        age = time.monotonic() - self._pending[0][0]
+        now = time.monotonic()
+        for entry in pending:
+            fut = entry[3]
+            if entry[4] <= now and not fut.done():
+                fut.set_exception(_Expired(f"redis: no reply within "
+                                           f"{self.command_timeout:g}s"))
+        age = now - pending[0][0]
         if age > self.command_timeout:
             log.warning("redis did not answer in time; dropping the connection",
                         where=self._where(), waited=round(age, 2))
             self._drop(f"no reply within {self.command_timeout:g}s")
             return
-        self._watchdog = asyncio.get_running_loop().call_later(self.command_timeout / 4,
-                                                               self._watch)
+        self._watchdog = asyncio.get_running_loop().call_later(self._tick, self._watch)
 
     def deadline(self) -> float:
-        """The deadline (loop time) of an operation starting now: the command timeout."""
-        return asyncio.get_running_loop().time() + self.command_timeout
+        """The deadline (``time.monotonic()``) of an operation starting now."""
+        return time.monotonic() + self.command_timeout
 
     async def send(self, payload: bytes, replies: int, *, idempotent: bool = False,
                    deadline: float | None = None) -> list[Any]:
@@ -312,31 +338,29 @@ class RespClient:
         At most once: a payload that never left (its connection was found closed
         before the write) goes on a new connection; once written, it is re-sent
         (once) only if ``idempotent`` — reads — since the server may have run it.
-        Connecting, waiting and any re-send all end by ``deadline`` (loop time;
-        default: the command timeout from now), with ``StoreError``."""
-        loop = asyncio.get_running_loop()
+        Connecting, waiting and any re-send all end by ``deadline``
+        (``time.monotonic()``; default: the command timeout from now), with
+        ``StoreError``."""
         if deadline is None:
-            deadline = loop.time() + self.command_timeout
+            deadline = time.monotonic() + self.command_timeout
         resent = False
         for _ in range(4):  # bounded: each turn opens a connection or sends once
             proto = self._proto
             if proto is None or not self._still_open(proto):
                 proto = await self._connection_by(deadline)
             try:
-                fut = self._write(proto, payload, replies)
+                fut = self._write(proto, payload, replies, deadline)
             except _NotSent:
                 if self._proto is proto:
                     self._drop("closing before the write")
                 continue
-            timer = loop.call_at(deadline, _expire, fut, self.command_timeout)
             try:
                 return await fut
             except StoreError as exc:
-                if not idempotent or resent or isinstance(exc, _Expired):
+                if not idempotent or resent or isinstance(exc, _Expired) or \
+                        time.monotonic() >= deadline:
                     raise
                 resent = True  # a read: running it again changes nothing
-            finally:
-                timer.cancel()
         raise StoreError(f"redis {self._where()}: no usable connection")
 
     async def execute(self, *args: Arg) -> Any:
@@ -389,13 +413,6 @@ class _NotSent(StoreError):
 
 class _Expired(StoreError):
     """The operation's deadline passed before its reply came."""
-
-
-def _expire(fut: asyncio.Future[list[Any]], timeout: float) -> None:
-    """The operation's deadline passed: its caller stops waiting (a late reply is
-    read and dropped in order, so the connection's framing stays right)."""
-    if not fut.done():
-        fut.set_exception(_Expired(f"redis: no reply within {timeout:g}s"))
 
 
 class Script:
