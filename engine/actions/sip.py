@@ -45,10 +45,11 @@ async def send_reply(ctx: Any, status: int, reason: str | None = None, *,
     hdrs = list(headers or ())
     if why:
         hdrs.append(("X-Reason", why))
+    if status >= 200:
+        ctx.vars.reply_status = status
     if status >= 300:
         challenge = status in (401, 407) and any(
             n.lower() in _CHALLENGE_HEADERS for n, _ in hdrs)
-        ctx.vars.reply_status = status
         ctx.vars.reply_why = why
         ctx.vars.reply_challenge = challenge
         if log.is_enabled(logging.DEBUG):
