@@ -51,8 +51,15 @@ def servers() -> Iterator[list[SippServer]]:
         s.stop()
 
 
-def lines_about(pbx: Pbx, call_id: str, *, settle: float = 0.5) -> list[dict[str, Any]]:
-    """The daemon's log lines that mention ``call_id`` (after letting it finish)."""
+def lines_about(pbx: Pbx, call_id: str, *, settle: float = 0.5,
+                timeout: float = 20.0) -> list[dict[str, Any]]:
+    """The daemon's log lines that mention ``call_id``, once its summary line is there
+    (and ``settle`` seconds more, for anything that would follow it)."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end and not any(
+            call_id in str(line) and "summary" in line.get("msg", "")
+            for line in pbx.log_lines()):
+        time.sleep(0.1)
     time.sleep(settle)
     return [line for line in pbx.log_lines() if call_id in str(line)]
 
@@ -167,7 +174,7 @@ def test_client_to_client_call_leaves_one_summary(pbx: Pbx, webhooks: WebhookSer
     assert bob.wait(20).rc == 0
     assert "SIP/2.0 401" in result.messages  # the INVITE was challenged first
     (call_id,) = call_ids(result.messages)
-    lines = lines_about(pbx, call_id, settle=1.0)
+    lines = lines_about(pbx, call_id)
     assert len(lines) == 1, lines
     (summary,) = lines
     assert summary["level"] == "info" and summary["msg"] == "call summary"
@@ -175,3 +182,26 @@ def test_client_to_client_call_leaves_one_summary(pbx: Pbx, webhooks: WebhookSer
                        "from": "alice", "to": "1001", "username": "alice"}
     assert summary["source"].startswith("127.0.0.1:")
     assert 1500 <= summary["ms"] < 20000, summary
+
+
+def test_cancelled_call_leaves_one_summary(pbx: Pbx, webhooks: WebhookServer,
+                                           servers: list[SippServer]) -> None:
+    bob_port = free_udp_port()
+    register(pbx, "bob", "secret", 200, port=bob_port)
+    register(pbx, "alice", "secret", 200)
+    bob = start_sipp(scenario("call_uas_silent"), port=bob_port, media=True, timeout=60,
+                     extra=["-m", "1"])
+    servers.append(bob)
+    webhooks.reply("/call", json=[{"verb": "connect",
+                                   "dest": {"type": "client", "address": "bob"}}])
+    webhooks.reply("/status", json={"ok": True})
+    result = run_sipp(scenario("call_uac_cancel"), pbx.address, media=True, timeout=45,
+                      keys={"domain": DOMAIN, "caller": "alice"},
+                      extra=["-s", "1002", "-au", "alice", "-ap", "secret", "-m", "1",
+                             "-d", "1000"])
+    assert result.rc == 0, result.explain()
+    assert bob.wait(20).rc == 0
+    (call_id,) = call_ids(result.messages)
+    lines = lines_about(pbx, call_id)
+    assert [(ln["msg"], ln["outcome"], ln["status"], ln["to"]) for ln in lines] == [
+        ("call summary", "cancelled", 487, "1002")], lines
