@@ -27,7 +27,7 @@ import threading
 import time
 from pathlib import Path
 
-from harness import free_port, run_sipp, services
+from harness import add_loglevel_argument, free_port, run_sipp, services
 
 HERE = Path(__file__).resolve().parent
 DOMAIN = "pbx.bench"
@@ -86,9 +86,9 @@ CALLER = ["-s", CALLEE, "-au", "caller", "-ap", "pw"]
 KEYS = {"domain": DOMAIN, "caller": "caller"}
 
 
-def bench_rate(rates: list[int], seconds: float, hold_ms: int) -> None:
+def bench_rate(rates: list[int], seconds: float, hold_ms: int, loglevel: str) -> None:
     best = 0
-    with services(config(), webhooks=True, rtp_ports=10000,
+    with services(config(), webhooks=True, rtp_ports=10000, loglevel=loglevel,
                   env={"CALLHOOK_TIMEOUT": "3"}) as svc:
         callee = prepare(svc)
         try:
@@ -116,10 +116,10 @@ def bench_rate(rates: list[int], seconds: float, hold_ms: int) -> None:
     print(f"calls: highest rate with 0 failed calls over {seconds:g}s = {best} calls/s")
 
 
-def bench_memory(concurrent: int, rate: int) -> None:
+def bench_memory(concurrent: int, rate: int, loglevel: str) -> None:
     hold_s = concurrent / rate + 20
     with services(config(), webhooks=True, rtp_ports=max(10000, concurrent * 6),
-                  env={"LOGLEVEL": "info"}) as svc:
+                  loglevel=loglevel) as svc:
         pid = svc["daemon"].proc.pid
         callee = prepare(svc)
         try:
@@ -175,11 +175,14 @@ def main() -> None:
     m = sub.add_parser("memory")
     m.add_argument("--concurrent", type=int, default=1000)
     m.add_argument("--rate", type=int, default=50)
+    for sub_parser in (r, m):
+        add_loglevel_argument(sub_parser)
     args = ap.parse_args()
     if args.mode == "rate":
-        bench_rate([int(x) for x in args.rates.split(",")], args.seconds, args.hold_ms)
+        bench_rate([int(x) for x in args.rates.split(",")], args.seconds, args.hold_ms,
+                   args.loglevel)
     else:
-        bench_memory(args.concurrent, args.rate)
+        bench_memory(args.concurrent, args.rate, args.loglevel)
 
 
 if __name__ == "__main__":

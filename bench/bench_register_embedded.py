@@ -41,6 +41,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from harness import DEFAULT_LOGLEVEL, add_loglevel_argument
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
@@ -50,15 +52,12 @@ SCENARIO = ROOT / "tests" / "e2e" / "scenarios" / "register_uac.xml"
 # --------------------------------------------------------------------------- the application
 
 
-def serve(port: int, transport: str, profile_out: str | None) -> None:
+def serve(port: int, transport: str, profile_out: str | None, loglevel: str) -> None:
     """Child process: answer REGISTER 200 until stdin closes."""
-    import logging
-
     from engine.log import configure
     from engine.transport import EmbeddedSipPort
 
-    configure(level="warning", fmt="text")
-    logging.getLogger().setLevel(logging.WARNING)
+    configure(level=loglevel, fmt="json")  # as the daemon logs (README "Logs")
     try:
         import uvloop
 
@@ -111,9 +110,11 @@ def free_port() -> int:
 
 
 class App:
-    def __init__(self, transport: str, profile_out: str | None = None):
+    def __init__(self, transport: str, profile_out: str | None = None,
+                 loglevel: str = DEFAULT_LOGLEVEL):
         self.port = free_port()
-        argv = [sys.executable, __file__, "--serve", str(self.port), "--transport", transport]
+        argv = [sys.executable, __file__, "--serve", str(self.port), "--transport", transport,
+                "--loglevel", loglevel]
         if profile_out:
             argv += ["--profile-out", profile_out]
         self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -191,9 +192,10 @@ def main() -> None:
     ap.add_argument("--profile-duration", type=float, default=10.0)
     ap.add_argument("--serve", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--profile-out", help=argparse.SUPPRESS)
+    add_loglevel_argument(ap)
     args = ap.parse_args()
     if args.serve is not None:
-        serve(args.serve, args.transport, args.profile_out)
+        serve(args.serve, args.transport, args.profile_out, args.loglevel)
         return
 
     rates = [int(r) for r in args.rates.split(",") if r.strip()]
@@ -201,7 +203,7 @@ def main() -> None:
     print(f"{os.cpu_count()} cores, transport {args.transport}, {args.duration:g} s per rate, "
           f"a fresh application per rate (steady state needs > 32 s: timer J)")
     for rate in rates:
-        app = App(args.transport)
+        app = App(args.transport, loglevel=args.loglevel)
         try:
             r = run_sipp(app.port, rate, args.duration, args.transport)
         finally:
@@ -218,7 +220,7 @@ def main() -> None:
 
     if args.profile:
         out = tempfile.mktemp(suffix=".prof")
-        app = App(args.transport, profile_out=out)
+        app = App(args.transport, profile_out=out, loglevel=args.loglevel)
         try:
             r = run_sipp(app.port, args.profile_rate, args.profile_duration, args.transport)
         finally:

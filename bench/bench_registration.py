@@ -22,7 +22,7 @@ import json
 import tempfile
 from pathlib import Path
 
-from harness import run_sipp, services
+from harness import add_loglevel_argument, run_sipp, services
 
 HERE = Path(__file__).resolve().parent
 USERS = 20000
@@ -46,11 +46,11 @@ def users_csv(workdir: Path, mode: str) -> Path:
     return path
 
 
-def bench(mode: str, rates: list[int], seconds: float) -> int:
+def bench(mode: str, rates: list[int], seconds: float, loglevel: str) -> int:
     best = 0
     users_file = Path(tempfile.mkdtemp(prefix="bench-users-")) / "users.json"
     users_file.write_text(json.dumps({f"2{i:05d}": f"secret2{i:05d}" for i in range(USERS)}))
-    with services(config(mode), webhooks=mode == "reghook",
+    with services(config(mode), webhooks=mode == "reghook", loglevel=loglevel,
                   webhook_args=["--users", str(users_file)]) as svc:
         workdir = svc["workdir"]
         inject = users_csv(workdir, mode)
@@ -81,10 +81,11 @@ def main() -> None:
     ap.add_argument("--mode", choices=("static", "reghook", "both"), default="both")
     ap.add_argument("--rates", default="500,1000,1500,2000,2500,3000")
     ap.add_argument("--seconds", type=float, default=15)
+    add_loglevel_argument(ap)
     args = ap.parse_args()
     rates = [int(r) for r in args.rates.split(",")]
     for mode in (("static", "reghook") if args.mode == "both" else (args.mode,)):
-        bench(mode, rates, args.seconds)
+        bench(mode, rates, args.seconds, args.loglevel)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@ daemon on free loopback ports, run SIPp at a given rate, read its statistics."""
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import csv
 import json
@@ -18,6 +19,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+
+# Benchmarks run the daemon at the level operators run it (README "Logs"), so the
+# figures include the cost of its log lines; --loglevel measures another level.
+LOGLEVELS = ("debug", "info", "warning", "error")
+DEFAULT_LOGLEVEL = "info"
+
+
+def add_loglevel_argument(parser: argparse.ArgumentParser) -> None:
+    """``--loglevel`` (default info): the LOGLEVEL the benchmarked daemon runs at."""
+    parser.add_argument("--loglevel", choices=LOGLEVELS, default=DEFAULT_LOGLEVEL,
+                        help="LOGLEVEL of the daemon under test (default: %(default)s, "
+                             "what operators run)")
 
 
 def free_port(kind: int = socket.SOCK_STREAM) -> int:
@@ -71,9 +84,10 @@ def wait_for(check, timeout: float, what: str) -> None:  # type: ignore[no-untyp
 
 @contextlib.contextmanager
 def services(config: dict, *, env: dict[str, str] | None = None, webhooks: bool = False,
-             webhook_args: list[str] | None = None,
-             rtp_ports: int = 2000) -> Iterator[dict[str, object]]:
-    """Redis, RTPEngine, optionally the example webhook app, and the daemon."""
+             webhook_args: list[str] | None = None, rtp_ports: int = 2000,
+             loglevel: str = DEFAULT_LOGLEVEL) -> Iterator[dict[str, object]]:
+    """Redis, RTPEngine, optionally the example webhook app, and the daemon (at
+    ``loglevel``; ``env`` may still override any variable)."""
     workdir = Path(tempfile.mkdtemp(prefix="bench-"))
     procs: list[Proc] = []
     try:
@@ -104,7 +118,7 @@ def services(config: dict, *, env: dict[str, str] | None = None, webhooks: bool 
                       "CONFIG_FILE": str(workdir / "config.json"),
                       "REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
                       "RTPENGINE_HOST": f"127.0.0.1:{ng}", "SIP_HOST": "127.0.0.1",
-                      "SIP_PORT": str(sip_port), "LOGLEVEL": "warning",
+                      "SIP_PORT": str(sip_port), "LOGLEVEL": loglevel,
                       "NONCE_SECRET": "bench", "FILE_PATH": str(workdir),
                       **(env or {})}
         daemon = spawn("pbx", [sys.executable, "-m", "engine", "run"], workdir, daemon_env)

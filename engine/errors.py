@@ -89,8 +89,8 @@ class HookError(TransportError):
     def __init__(self, message: str, *, status: int | None = None, kind: str = "error",
                  retryable: bool = False):
         self.status = status
-        # retryable: the request provably never reached a live server (a reused
-        # keep-alive connection closed before answering a byte); safe to resend once.
+        # retryable: the request provably never left (the connection was found
+        # closed before anything was written); safe to send on another connection.
         self.retryable = retryable
         # kind: "timeout" | "connect" | "status" | "json" | "schema" | "url" | "too_large"
         #       | "payload" | "closed" | "error"

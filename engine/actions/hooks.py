@@ -143,9 +143,9 @@ def fetch_callscript(ctx: Any, body: dict[str, Any], route: Any) -> None:
             ctx.log.info("callhook fallback", call_id=body["callId"], why=failure.get("why"))
             outcome = await script_from(fallback)
         if outcome.event == "script.ready":
-            ctx.log.info("callscript", call_id=body["callId"], count=body.get("count"),
-                         refer=body.get("refer"),
-                         script=callscript_summary((outcome.data or {})["script"]))
+            ctx.log.debug("callscript", call_id=body["callId"], count=body.get("count"),
+                          refer=body.get("refer"),
+                          script=callscript_summary((outcome.data or {})["script"]))
         return outcome
 
     async def script_from(url: str) -> Outcome:

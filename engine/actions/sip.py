@@ -1,12 +1,13 @@
 """``sip.*``: answer the request an instance handles.
 
-Every rejection carries its status, an ``X-Reason`` header naming the cause
-(``why``) and one log line, so an operator can tell from either end why a
-request failed.
+Every rejection carries its status and an ``X-Reason`` header naming the cause
+(``why``); the same cause is in the instance's summary line (``log.summary``), so
+an operator can tell from either end why a request failed.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,6 +15,8 @@ from engine.fsm import action, guard
 from engine.log import get_logger
 
 log = get_logger("engine.sip.reply")
+
+_CHALLENGE_HEADERS = frozenset({"www-authenticate", "proxy-authenticate"})
 
 
 @dataclass(frozen=True)
@@ -28,7 +31,12 @@ class ReplyParams:
 async def send_reply(ctx: Any, status: int, reason: str | None = None, *,
                      why: str | None = None, headers: list[tuple[str, str]] | None = None,
                      body: bytes = b"", content_type: str | None = None) -> None:
-    """Reply to ``ctx.vars.req`` unless a final response already went out."""
+    """Reply to ``ctx.vars.req`` unless a final response already went out.
+
+    A rejection's status and ``why`` are kept in ``ctx.vars`` (``reply_status``,
+    ``reply_why``, ``reply_challenge``) for the instance's ``log.summary`` line, the one
+    an operator sees at info; here it is a debug line. A 401/407 carrying a challenge is
+    the normal first step of digest authentication, not a rejection."""
     req = ctx.vars.req
     if req.final_sent:
         log.debug("reply skipped: final response already sent", status=status,
@@ -37,11 +45,19 @@ async def send_reply(ctx: Any, status: int, reason: str | None = None, *,
     hdrs = list(headers or ())
     if why:
         hdrs.append(("X-Reason", why))
+    if status >= 200:
+        ctx.vars.reply_status = status
     if status >= 300:
-        src = req.source
-        log.info("request rejected", method=req.method, status=status, why=why,
-                 call_id=req.call_id, source=f"{src.host}:{src.port}",
-                 machine=f"{ctx.machine.name}@{ctx.state}")
+        challenge = status in (401, 407) and any(
+            n.lower() in _CHALLENGE_HEADERS for n, _ in hdrs)
+        ctx.vars.reply_why = why
+        ctx.vars.reply_challenge = challenge
+        if log.is_enabled(logging.DEBUG):
+            src = req.source
+            log.debug("challenge sent" if challenge else "request rejected",
+                      method=req.method, status=status, why=why, call_id=req.call_id,
+                      source=f"{src.host}:{src.port}",
+                      machine=f"{ctx.machine.name}@{ctx.state}")
     await req.reply(status, reason, headers=hdrs, body=body, content_type=content_type)
 
 

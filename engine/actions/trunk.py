@@ -123,5 +123,5 @@ async def use_auth_trunk(ctx: Any, p: Any) -> None:
 def _use(ctx: Any, trunk: Any, how: str) -> None:
     ctx.vars.trunk = trunk
     ctx.vars.trunk_match = how
-    ctx.log.info("call from trunk", trunk=trunk.display_name, trunk_id=trunk.id, how=how,
-                 call_id=ctx.vars.req.call_id)
+    ctx.log.debug("call from trunk", trunk=trunk.display_name, trunk_id=trunk.id, how=how,
+                  call_id=ctx.vars.req.call_id)

@@ -21,7 +21,7 @@ async def send_response(ctx: Any, p: Any) -> None:
         return
     headers = list(verb.headers or ())
     await req.reply(verb.code, verb.reason or reason_phrase(verb.code), headers=headers)
-    log.info("call answered by response verb", status=verb.code, call_id=req.call_id)
+    log.debug("call answered by response verb", status=verb.code, call_id=req.call_id)
 
 
 @delay()

@@ -22,10 +22,12 @@ What it does and does not do:
   content codings decoded; the reply size is capped (after decoding too);
 * no redirects, no cookies, no proxies from the environment — a webhook URL
   means exactly that URL;
-* a request sent on a reused connection that the server closed before
-  answering a single byte is retried once on a fresh connection (the
-  keep-alive race; Go's ``net/http`` does the same for this case). Nothing
-  else is retried.
+* a request is sent at most once. Before a pooled connection carries one, its
+  socket is peeked (``engine.idle_check``): a connection the server already
+  closed (the keep-alive race: its FIN is here, its ``connection_lost`` not yet
+  run) is discarded and the request goes on another, or a new one. Once bytes
+  are written, a connection that dies before the reply is a failure
+  (``kind="connect"``), never a re-send: the server may have acted on the body.
 
 Failures raise ``HookError`` with the kinds ``HookClient`` documents.
 """
@@ -45,6 +47,7 @@ from urllib.parse import quote, unquote, urlsplit
 import httptools
 
 from engine.errors import HookError
+from engine.idle_check import peer_gone
 
 _MAX_TARGETS = 4096  # parsed-URL cache bound; webhook URLs come from config, so few
 
@@ -117,7 +120,6 @@ class _Connection(asyncio.Protocol):
         "_waiter",
         "closed",
         "last_used",
-        "reused",
         "transport",
     )
 
@@ -125,7 +127,6 @@ class _Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.closed = False
         self.last_used = 0.0
-        self.reused = False
         self._pool = pool
         self._key = key
         self._parser: httptools.HttpResponseParser | None = None
@@ -178,8 +179,9 @@ class _Connection(asyncio.Protocol):
             self._finish()  # a read-until-close reply ends here
             return
         if not self._got_bytes:
+            # The request was written: the server may have processed it. Not retried.
             self._fail(HookError("server closed the connection before replying",
-                                 kind="connect", retryable=self.reused))
+                                 kind="connect"))
         else:
             self._fail(HookError("server closed the connection mid-reply", kind="error"))
 
@@ -226,8 +228,9 @@ class _Connection(asyncio.Protocol):
     def send(self, data: bytes, cap: int) -> asyncio.Future[tuple[int, bytes]]:
         """Write one request; the future resolves to ``(status, body)``."""
         if self.closed or self.transport is None or self.transport.is_closing():
+            # Nothing was written: safe to send on another connection.
             raise HookError("connection closed before the request was sent",
-                            kind="connect", retryable=self.reused)
+                            kind="connect", retryable=True)
         self._reset(cap)
         self._parser = httptools.HttpResponseParser(self)
         self._waiter = waiter = asyncio.get_running_loop().create_future()
@@ -312,13 +315,14 @@ class Http1Pool:
         conn = await self._acquire(target)
         try:
             try:
-                status, body = await conn.send(data, cap)
+                reply = conn.send(data, cap)
             except HookError as exc:
-                if not exc.retryable:
+                if not exc.retryable:  # raised before writing: nothing left
                     raise
                 self._release(conn)
                 conn = await self._acquire(target, fresh=True)
-                status, body = await conn.send(data, cap)
+                reply = conn.send(data, cap)
+            status, body = await reply  # written: whatever happens now, never re-sent
         except BaseException:
             conn.abort()  # timeout, cancellation or error: its framing is unknown now
             self._release(conn)
@@ -336,11 +340,11 @@ class Http1Pool:
                 stale_before = time.monotonic() - self._keepalive
                 while idle:
                     conn = idle.pop()  # most recently used first: least likely to be stale
-                    if conn.closed or conn.last_used < stale_before:
+                    if conn.closed or conn.last_used < stale_before or \
+                            peer_gone(conn.transport):
                         conn.abort()
                         self._forget(conn)  # after pop: no longer in idle
                         continue
-                    conn.reused = True
                     return conn
             if self._open.get(key, 0) < self._limit:
                 return await self._connect(target)

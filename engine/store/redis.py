@@ -27,9 +27,10 @@ Why it is shaped like this:
   across engine instances sharing the Redis (S-3, D-21);
 * the client is ``engine.store.resp`` (one pipelined connection, hiredis
   parsing) rather than redis-py, whose per-command overhead measured 4x
-  higher on this hot path; every operation is bounded (connect and command
-  timeouts) and re-sent at most once, immediately, on a connection a Redis
-  restart killed; failures are ``StoreError``;
+  higher on this hot path; every operation is bounded by the command timeout
+  (connecting and any re-send included) and is sent at most once — only reads
+  are re-sent after a lost reply (a script or MULTI block may have run);
+  failures are ``StoreError``.
 * health (``watch_health``): a PING every ``HEALTH_PING_INTERVAL`` on the same
   connection, and every command that could not reach Redis, report to
   ``engine.health``; while Redis is known down every operation fails at once

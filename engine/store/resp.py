@@ -13,6 +13,13 @@ connection fails what is pending with ``StoreError`` and the next command
 reconnects (AUTH and SELECT included). A watchdog aborts the connection when the
 oldest pending command is older than the command timeout, so a hung Redis costs
 a bounded wait, never a stalled call.
+
+Sent at most once: a command whose bytes were written may have run even if its
+reply never came (a script that advanced a nonce count, an ``INCR``), so only
+what provably never left (the connection was found closed before the write,
+see ``engine.idle_check``) or what is read-only (``GET``, ``HGETALL``…) is sent
+again, on a new connection. The command timeout is a deadline for the whole
+operation: connecting, writing, waiting and any re-send together.
 """
 
 from __future__ import annotations
@@ -30,11 +37,44 @@ from urllib.parse import parse_qs, unquote, urlparse
 import hiredis
 
 from engine.errors import StoreError
+from engine.idle_check import peer_gone
 from engine.log import get_logger
 
 log = get_logger(__name__)
 
 Arg = str | bytes | int | float
+
+# Commands that change nothing: running one twice is harmless, so a read whose
+# connection died after the write is re-sent once. Everything else (writes,
+# scripts, MULTI blocks, INCR, unknown commands) is sent at most once.
+READ_ONLY = frozenset({
+    "DBSIZE", "EXISTS", "GET", "HEXISTS", "HGET", "HGETALL", "HKEYS", "HLEN",
+    "HMGET", "HVALS", "INFO", "KEYS", "LLEN", "LRANGE", "MGET", "PING", "PTTL", "SCAN",
+    "SCARD", "SISMEMBER", "SMEMBERS", "STRLEN", "TTL", "TYPE", "ZCARD", "ZRANGE",
+    "ZSCORE",
+})
+
+# The deadline check runs this often (at most) while commands are pending.
+_MAX_TICK = 0.05
+
+# (written at, expected replies, replies so far, future, deadline); see RespClient
+_Pending = tuple[float, int, list[Any], "asyncio.Future[list[Any]]", float]
+
+# A connection quiet for longer than this is peeked before a write (a server
+# timeout or restart may have closed it); a busy one is not (its traffic would
+# already have shown the close), which keeps the check off the hot path.
+_IDLE_CHECK_AFTER = 0.1
+
+
+def read_only(commands: Sequence[Sequence[Arg]]) -> bool:
+    """Every command of ``commands`` is a read (safe to send twice)."""
+    for command in commands:
+        name = command[0]
+        if isinstance(name, bytes):
+            name = name.decode("ascii", "replace")
+        if str(name).upper() not in READ_ONLY:
+            return False
+    return True
 
 
 def encode(*args: Arg) -> bytes:
@@ -88,11 +128,13 @@ class _Protocol(asyncio.Protocol):
         self.client = client
         self.reader = hiredis.Reader(encoding="utf-8", errors="surrogateescape")
         self.transport: asyncio.Transport | None = None
+        self.last_active = time.monotonic()  # last write or reply
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
 
     def data_received(self, data: bytes) -> None:
+        self.last_active = time.monotonic()
         reader = self.reader
         reader.feed(data)
         pending = self.client._pending
@@ -127,8 +169,9 @@ class RespClient:
             raise StoreError(f"bad REDIS_URL: {exc}") from exc
         self.connect_timeout = connect_timeout
         self.command_timeout = command_timeout
-        # (started, expected replies, replies so far, future) in send order
-        self._pending: deque[tuple[float, int, list[Any], asyncio.Future[list[Any]]]] = deque()
+        # (written at, expected replies, replies so far, future, the operation's deadline)
+        # in send order; times are time.monotonic()
+        self._pending: deque[_Pending] = deque()
         self._proto: _Protocol | None = None
         self._connecting: asyncio.Future[_Protocol] | None = None
         self._watchdog: asyncio.TimerHandle | None = None
@@ -148,7 +191,7 @@ class RespClient:
             except BaseException as exc:
                 fut, self._connecting = self._connecting, None
                 fut.set_exception(exc if isinstance(exc, StoreError)
-                                  else StoreError(f"redis connect failed: {exc}"))
+                                  else StoreError(f"redis connect failed: {exc!r}"))
                 fut.exception()  # retrieved: no "never retrieved" warning
                 raise
             self._proto = proto
@@ -156,6 +199,16 @@ class RespClient:
             fut.set_result(proto)
             return proto
         return await asyncio.shield(self._connecting)
+
+    async def _connection_by(self, deadline: float) -> _Protocol:
+        """The connection, opened if need be, but never past ``deadline``
+        (``time.monotonic()``)."""
+        try:
+            async with asyncio.timeout(deadline - time.monotonic()):
+                return await self._connection()
+        except TimeoutError as exc:
+            raise StoreError(f"redis {self._where()}: not connected within "
+                             f"{self.command_timeout:g}s") from exc
 
     async def _open(self) -> _Protocol:
         loop = asyncio.get_running_loop()
@@ -181,9 +234,11 @@ class RespClient:
             hello.append(encode("SELECT", ep.db))
         if hello:
             try:
-                replies = await self._send(b"".join(hello), len(hello))
-            except StoreError:
-                self._proto = None
+                replies = await self._write(proto, b"".join(hello), len(hello),
+                                            time.monotonic() + self.command_timeout)
+            except BaseException:  # lost, timed out or cancelled: half set up, unusable
+                if self._proto is proto:
+                    self._drop("connection set-up did not finish")
                 raise
             for reply in replies:
                 if isinstance(reply, hiredis.ReplyError):
@@ -208,51 +263,109 @@ class RespClient:
 
     def _fail_all(self, error: StoreError) -> None:
         pending, self._pending = self._pending, deque()
-        for _, _, _, fut in pending:
+        for entry in pending:
+            fut = entry[3]
             if not fut.done():
                 fut.set_exception(error)
 
+    def _still_open(self, proto: _Protocol) -> bool:
+        """False (and the connection dropped) when an idle connection turns out to be
+        closed by the server: checked before a write, so the command has not left."""
+        if self._pending or time.monotonic() - proto.last_active < _IDLE_CHECK_AFTER:
+            return True  # in use: a close would already have failed what is pending
+        if not peer_gone(proto.transport):
+            return True
+        log.debug("redis connection closed by the server while idle; reconnecting",
+                  where=self._where())
+        self._drop("closed by the server while idle")
+        return False
+
     # ------------------------------------------------------------------ sending
-    def _send(self, payload: bytes, replies: int) -> asyncio.Future[list[Any]]:
-        proto = self._proto
-        if proto is None or proto.transport is None:
-            raise StoreError("redis not connected")
+    def _write(self, proto: _Protocol, payload: bytes, replies: int,
+               deadline: float) -> asyncio.Future[list[Any]]:
+        """Write ``payload`` on ``proto``; the future of its replies, failed with
+        ``_Expired`` once ``deadline`` passes. Raises ``_NotSent`` (nothing written) if
+        the connection is already closing."""
+        transport = proto.transport
+        if transport is None or transport.is_closing() or proto is not self._proto:
+            raise _NotSent("redis connection closed before the write")
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[list[Any]] = loop.create_future()
-        self._pending.append((time.monotonic(), replies, [], fut))
-        proto.transport.write(payload)
+        now = time.monotonic()
+        self._pending.append((now, replies, [], fut, deadline))
+        proto.last_active = now
+        transport.write(payload)
         if self._watchdog is None:
-            self._watchdog = loop.call_later(self.command_timeout / 4, self._watch)
+            self._watchdog = loop.call_later(self._tick, self._watch)
         return fut
 
+    @property
+    def _tick(self) -> float:
+        # How late past its deadline a caller may learn of it: small against the timeout.
+        return min(_MAX_TICK, self.command_timeout / 4)
+
     def _watch(self) -> None:
+        """Every tick while commands are pending: fail the callers whose deadline
+        passed (their late replies are still read and dropped in order, so framing
+        holds), and drop the connection when the oldest command is older than the
+        command timeout (a hung Redis). One timer for all commands, not one each."""
         self._watchdog = None
-        if not self._pending:
+        pending = self._pending
+        if not pending:
             return
-        age = time.monotonic() - self._pending[0][0]
+        now = time.monotonic()
+        for entry in pending:
+            fut = entry[3]
+            if entry[4] <= now and not fut.done():
+                fut.set_exception(_Expired(f"redis: no reply within "
+                                           f"{self.command_timeout:g}s"))
+        age = now - pending[0][0]
         if age > self.command_timeout:
             log.warning("redis did not answer in time; dropping the connection",
                         where=self._where(), waited=round(age, 2))
             self._drop(f"no reply within {self.command_timeout:g}s")
             return
-        self._watchdog = asyncio.get_running_loop().call_later(self.command_timeout / 4,
-                                                               self._watch)
+        self._watchdog = asyncio.get_running_loop().call_later(self._tick, self._watch)
 
-    async def send(self, payload: bytes, replies: int) -> list[Any]:
-        """Write pre-encoded commands; return their ``replies`` replies in order. A lost
-        connection is reopened once, for a command that never reached the old one."""
-        for attempt in (1, 2):
-            await self._connection()
+    def deadline(self) -> float:
+        """The deadline (``time.monotonic()``) of an operation starting now."""
+        return time.monotonic() + self.command_timeout
+
+    async def send(self, payload: bytes, replies: int, *, idempotent: bool = False,
+                   deadline: float | None = None) -> list[Any]:
+        """Write pre-encoded commands; return their ``replies`` replies in order.
+
+        At most once: a payload that never left (its connection was found closed
+        before the write) goes on a new connection; once written, it is re-sent
+        (once) only if ``idempotent`` — reads — since the server may have run it.
+        Connecting, waiting and any re-send all end by ``deadline``
+        (``time.monotonic()``; default: the command timeout from now), with
+        ``StoreError``."""
+        if deadline is None:
+            deadline = time.monotonic() + self.command_timeout
+        resent = False
+        for _ in range(4):  # bounded: each turn opens a connection or sends once
+            proto = self._proto
+            if proto is None or not self._still_open(proto):
+                proto = await self._connection_by(deadline)
             try:
-                return await self._send(payload, replies)
-            except StoreError:
-                if attempt == 2 or self._proto is not None:
+                fut = self._write(proto, payload, replies, deadline)
+            except _NotSent:
+                if self._proto is proto:
+                    self._drop("closing before the write")
+                continue
+            try:
+                return await fut
+            except StoreError as exc:
+                if not idempotent or resent or isinstance(exc, _Expired) or \
+                        time.monotonic() >= deadline:
                     raise
-        raise AssertionError("unreachable")
+                resent = True  # a read: running it again changes nothing
+        raise StoreError(f"redis {self._where()}: no usable connection")
 
     async def execute(self, *args: Arg) -> Any:
         """One command; an error reply raises ``StoreError``."""
-        (reply,) = await self.send(encode(*args), 1)
+        (reply,) = await self.send(encode(*args), 1, idempotent=read_only((args,)))
         if isinstance(reply, hiredis.ReplyError):
             raise StoreError(f"redis {args[0]}: {reply}")
         return reply
@@ -274,7 +387,8 @@ class RespClient:
 
     async def pipeline(self, commands: Sequence[Sequence[Arg]]) -> list[Any]:
         """Several commands in one write (not atomic); their replies."""
-        replies = await self.send(b"".join(encode(*c) for c in commands), len(commands))
+        replies = await self.send(b"".join(encode(*c) for c in commands), len(commands),
+                                  idempotent=read_only(commands))
         for reply in replies:
             if isinstance(reply, hiredis.ReplyError):
                 raise StoreError(f"redis pipeline: {reply}")
@@ -293,6 +407,14 @@ class RespClient:
             await asyncio.sleep(0)
 
 
+class _NotSent(StoreError):
+    """Nothing was written: the payload may go on another connection."""
+
+
+class _Expired(StoreError):
+    """The operation's deadline passed before its reply came."""
+
+
 class Script:
     """A Lua script run with EVALSHA, loaded on first NOSCRIPT (e.g. after a restart)."""
 
@@ -305,13 +427,15 @@ class Script:
 
     async def __call__(self, keys: Sequence[Arg], args: Sequence[Arg]) -> Any:
         payload = encode("EVALSHA", self.sha, len(keys), *keys, *args)
-        (reply,) = await self.client.send(payload, 1)
+        deadline = self.client.deadline()  # EVALSHA and a NOSCRIPT fallback together
+        (reply,) = await self.client.send(payload, 1, deadline=deadline)
         if isinstance(reply, hiredis.ReplyError) and str(reply).startswith("NOSCRIPT"):
+            # NOSCRIPT: the script did not run, so running it with EVAL is its only run.
             (reply,) = await self.client.send(
-                encode("EVAL", self.source, len(keys), *keys, *args), 1)
+                encode("EVAL", self.source, len(keys), *keys, *args), 1, deadline=deadline)
         if isinstance(reply, hiredis.ReplyError):
             raise StoreError(f"redis script: {reply}")
         return reply
 
 
-__all__ = ["Endpoint", "RespClient", "Script", "encode"]
+__all__ = ["READ_ONLY", "Endpoint", "RespClient", "Script", "encode", "read_only"]

@@ -326,7 +326,7 @@ class EmbeddedDialog:
                 notice = EmbeddedIncomingRequest(self.port, bye_req, None, self.peer or Peer(
                     "", 0, self.transport), self.flow, dialog=self, reason=reason)
                 self.port.safe_call(cb, "bye", notice)
-        log.info("dialog ended", dialog=self.id, reason=reason)
+        log.debug("dialog ended", dialog=self.id, reason=reason)
 
     # ------------------------------------------------------------------ received requests
 

@@ -180,8 +180,8 @@ class EmbeddedClientLeg:
 
     def _fail(self, exc: SipError) -> None:
         if not self._future.done():
-            log.info("INVITE failed", call_id=self._call_id, status=exc.status,
-                     reason=exc.reason)
+            log.debug("INVITE failed", call_id=self._call_id, status=exc.status,
+                      reason=exc.reason)
             self._future.set_exception(exc)
 
     # ------------------------------------------------------------------ ClientUser

@@ -516,7 +516,7 @@ class EmbeddedSipPort:
     def _on_cancel(self, ev: CancelReceived) -> None:
         ireq = self._invites.get(ev.invite_tx)
         if ireq is not None:
-            log.info("INVITE cancelled by the caller", call_id=ireq.call_id)
+            log.debug("INVITE cancelled by the caller", call_id=ireq.call_id)
             ireq.mark_cancelled()
 
     def _on_ack_timeout(self, ev: AckTimeout) -> None:

@@ -42,8 +42,8 @@ class EmbeddedIncomingRequest:
     ``final_sent`` True and nothing to answer.
     """
 
-    __slots__ = ("_cancel_cbs", "_port", "cancelled", "dialog", "final_sent", "flow",
-                 "message", "reason", "source", "tx")
+    __slots__ = ("_cancel_cbs", "_port", "cancelled", "dialog", "final_sent", "final_status",
+                 "flow", "message", "reason", "source", "tx")
 
     def __init__(self, port: EmbeddedSipPort, message: SipRequest, tx: int | None,
                  source: Peer, flow: str | None, *, final_sent: bool = False,
@@ -55,6 +55,7 @@ class EmbeddedIncomingRequest:
         self.flow = flow
         self.cancelled = False
         self.final_sent = final_sent or tx is None
+        self.final_status: int | None = None  # the final response sent (for summary lines)
         self.dialog = dialog
         self.reason = reason
         self._cancel_cbs: list[Callable[[], None]] | None = None
@@ -105,6 +106,8 @@ class EmbeddedIncomingRequest:
     def mark_cancelled(self) -> None:
         """The stack processed a CANCEL for this INVITE (200 + 487 sent)."""
         self.cancelled = True
+        if not self.final_sent:
+            self.final_status = 487
         self.final_sent = True
         cbs, self._cancel_cbs = self._cancel_cbs, None
         for cb in cbs or ():
@@ -157,6 +160,7 @@ class EmbeddedIncomingRequest:
             return None
         if status >= 200:
             self.final_sent = True
+            self.final_status = status
             port.answered(self)
             if self.dialog is not None and status < 300 and self.method == "UPDATE":
                 self.dialog.update_answered(self, body)
