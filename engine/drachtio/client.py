@@ -34,6 +34,7 @@ from engine.drachtio.wire import (
     Correlator,
     DrachtioProtocolError,
     FrameDecoder,
+    FramingError,
     MessageIds,
     ResponseFrame,
     ServerInfo,
@@ -401,7 +402,14 @@ class DrachtioClient:
                 if not data:
                     conn.error = conn.error or "closed by the server"
                     return
-                for payload in conn.decoder.feed(data):
+                try:
+                    payloads = conn.decoder.feed(data)
+                except FramingError as exc:
+                    payloads = exc.frames  # complete before the corruption: still valid
+                    for payload in payloads:
+                        self._dispatch(conn, parse_server_frame(payload))
+                    raise
+                for payload in payloads:
                     self._dispatch(conn, parse_server_frame(payload))
         except DrachtioProtocolError as exc:
             conn.protocol_error = True

@@ -38,7 +38,8 @@ from engine.errors import EngineError
 
 __all__ = [
     "AppFrame", "AppSipFrame", "AuthenticateFrame", "CDR_KINDS", "CdrFrame", "Correlator",
-    "DrachtioProtocolError", "FrameDecoder", "FrameTooLarge", "InvalidToken", "LARGE_PAYLOAD",
+    "DrachtioProtocolError", "FrameDecoder", "FrameTooLarge", "FramingError", "InvalidToken",
+    "LARGE_PAYLOAD",
     "MAX_APP_PAYLOAD", "MAX_SERVER_PAYLOAD", "MSG_SENT", "MessageIds", "Meta", "Pending",
     "PingFrame", "ProxyFrame", "ResponseFrame", "RouteFrame", "SOURCES", "STATUSES", "ServerFrame",
     "ServerInfo", "SipFrame", "SipMessage", "SipTextError", "UNSOLICITED", "UnknownFrame",
@@ -63,6 +64,15 @@ MSG_SENT = "Msg sent:"
 UNSOLICITED = "unsolicited"
 
 
+class FramingError(DrachtioProtocolError):
+    """The byte stream is corrupt. ``frames`` holds the payloads completed before the
+    corruption in the same :meth:`FrameDecoder.feed` call (still valid, in order)."""
+
+    def __init__(self, message: str, frames: list[bytes] | None = None):
+        super().__init__(message)
+        self.frames = frames or []
+
+
 class FrameTooLarge(EngineError, ValueError):
     """An app → server frame over :data:`MAX_APP_PAYLOAD` bytes; the server would stall."""
 
@@ -81,8 +91,8 @@ def encode_frame(payload: str | bytes, limit: int | None = MAX_APP_PAYLOAD) -> b
 class FrameDecoder:
     """Cuts a byte stream into frame payloads; partial frames wait for more bytes.
 
-    After a :class:`DrachtioProtocolError` the stream position is lost: the decoder
-    refuses further input and the connection must be reset.
+    After a :class:`FramingError` the stream position is lost: the decoder refuses
+    further input and the connection must be reset.
     """
 
     __slots__ = ("_broken", "_buf", "max_payload")
@@ -99,7 +109,7 @@ class FrameDecoder:
     def feed(self, data: bytes) -> list[bytes]:
         """Append ``data``; return every payload now complete, in order."""
         if self._broken:
-            raise DrachtioProtocolError("frame decoder used after a framing error")
+            raise FramingError("frame decoder used after a framing error")
         buf = self._buf
         buf.extend(data)
         out: list[bytes] = []
@@ -116,8 +126,10 @@ class FrameDecoder:
                     break
                 out.append(bytes(buf[hash_at + 1:end]))
                 pos = end
-        except DrachtioProtocolError:
+        except FramingError as exc:
             self._broken = True
+            exc.frames = out
+            self._buf.clear()
             raise
         del buf[:pos]
         return out
@@ -125,19 +137,19 @@ class FrameDecoder:
 
 def _prefix_length(digits: bytes | bytearray, max_payload: int) -> int:
     if not digits or not digits.isdigit():
-        raise DrachtioProtocolError(f"bad frame length prefix {bytes(digits[:20])!r}")
+        raise FramingError(f"bad frame length prefix {bytes(digits[:20])!r}")
     length = int(digits)
     if length == 0:
-        raise DrachtioProtocolError("frame length prefix is 0")
+        raise FramingError("frame length prefix is 0")
     if length > max_payload:
-        raise DrachtioProtocolError(f"frame length {length} exceeds {max_payload} bytes")
+        raise FramingError(f"frame length {length} exceeds {max_payload} bytes")
     return length
 
 
 def _check_partial_prefix(pending: bytes | bytearray) -> None:
     """No ``#`` yet: what is buffered must still be able to become a length prefix."""
     if len(pending) > _MAX_PREFIX_DIGITS or not pending.isdigit():
-        raise DrachtioProtocolError(f"bad frame length prefix {bytes(pending[:20])!r}")
+        raise FramingError(f"bad frame length prefix {bytes(pending[:20])!r}")
 
 
 # --------------------------------------------------------------------------- payloads
@@ -480,8 +492,8 @@ def parse_app_frame(payload: bytes) -> AppFrame:
         return AppSipFrame(msg_id, tokens[2], tokens[3], tokens[4] if len(tokens) > 4 else "",
                            message)
     if kind == "proxy":
-        if len(tokens) < 10:
-            raise DrachtioProtocolError(f"proxy frame with {len(tokens)} fields, need 10")
+        if len(tokens) < 10 or not any(tokens[9:]):
+            raise DrachtioProtocolError("proxy frame needs 9 fields and a destination")
         return ProxyFrame(msg_id, tokens[2], tokens[3] == "remainInDialog",
                           tokens[4] == "fullResponse", tokens[5] == "followRedirects",
                           tokens[6] == "simultaneous", tokens[7], tokens[8],
