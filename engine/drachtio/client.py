@@ -54,6 +54,7 @@ from engine.log import get_logger
 log = get_logger(__name__)
 
 _READ_SIZE = 65536
+_WRITE_HIGH_WATER = 1 << 20
 
 
 class DrachtioError(TransportError):
@@ -265,6 +266,8 @@ class DrachtioClient:
                 if large:
                     conn.gate.clear()
                 conn.writer.write(data)
+                if conn.writer.transport.get_write_buffer_size() > _WRITE_HIGH_WATER:
+                    await conn.writer.drain()  # a stalled server must not grow our buffer
                 return await future
         except TimeoutError:
             conn.correlator.discard(msg_id)
@@ -317,7 +320,8 @@ class DrachtioClient:
             return False, f"cannot reach drachtio at {self.address}: {why}"
         sock = writer.get_extra_info("socket")
         if sock is not None:
-            with contextlib.suppress(OSError):
+            with contextlib.suppress(OSError):  # as srf does (§1.1)
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
         conn = _Connection(reader, writer)
         self._conn = conn

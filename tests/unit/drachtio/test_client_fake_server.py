@@ -243,3 +243,17 @@ def test_backoff_grows_is_capped_and_jittered() -> None:
     assert delays[0] == pytest.approx(0.255)
     assert delays == sorted(delays) and max(delays) == backoff.cap
     assert backoff.delay(20, rand=lambda: 1.0) == pytest.approx(backoff.cap * 0.75)
+
+
+async def test_from_settings_uses_the_original_variables(fake: FakeDrachtio) -> None:
+    from engine.settings import load_settings
+
+    settings = load_settings({"DRACHTIO_HOST": "127.0.0.1", "DRACHTIO_PORT": str(fake.port),
+                              "DRACHTIO_SECRET": fake.secret})
+    client = DrachtioClient.from_settings(settings, verbs=["options"], on_sip=print)
+    client.start()
+    try:
+        assert await client.wait_ready(5)
+        assert client.address == f"127.0.0.1:{fake.port}"
+    finally:
+        await client.stop()
