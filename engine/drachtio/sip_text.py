@@ -37,6 +37,11 @@ _COMPACT = {
 }
 
 
+def is_decimal(text: str) -> bool:
+    """ASCII digits only (``str.isdigit`` also accepts "²" and "٣", which ``int`` refuses)."""
+    return text.isascii() and text.isdigit()
+
+
 def _canonical(name: str) -> str:
     low = name.strip().lower()
     return _COMPACT.get(low, low)
@@ -73,12 +78,13 @@ class SipMessage:
 
     @property
     def request_uri(self) -> str | None:
-        return self.start_line.split(" ")[1] if self.is_request else None
+        parts = self.start_line.split(" ")
+        return parts[1] if self.is_request and len(parts) > 1 else None
 
     @property
     def status(self) -> int | None:
         parts = self.start_line.split(" ", 2)
-        if self.is_request or len(parts) < 2 or not parts[1].isdigit():
+        if self.is_request or len(parts) < 2 or not is_decimal(parts[1]):
             return None
         return int(parts[1])
 
@@ -131,7 +137,7 @@ def check_start_line(message: SipMessage) -> None:
     line = message.start_line
     parts = line.split(" ", 2)
     if line.startswith("SIP/2.0 "):
-        if len(parts) < 2 or len(parts[1]) != 3 or not parts[1].isdigit():
+        if len(parts) < 2 or len(parts[1]) != 3 or not is_decimal(parts[1]):
             raise SipTextError(f"bad SIP status line {line[:80]!r}")
     elif len(parts) < 2 or not parts[0].isalpha() or not parts[1]:
         # lenient on the rest (the SIP stack already parsed it): method and something

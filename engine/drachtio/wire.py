@@ -33,6 +33,7 @@ from engine.drachtio.sip_text import (
     SipTextError,
     build_sip_message,
     check_start_line,
+    is_decimal,
 )
 from engine.errors import EngineError
 
@@ -183,9 +184,9 @@ def parse_meta(tokens: Sequence[str]) -> Meta:
     source, size, protocol, address, port, time = tokens
     if source not in SOURCES:
         raise DrachtioProtocolError(f"bad meta source {source[:40]!r}")
-    if not size.isdigit():
+    if not is_decimal(size):
         raise DrachtioProtocolError(f"bad meta size {size[:40]!r}")
-    if port and not port.isdigit():
+    if port and not is_decimal(port):
         raise DrachtioProtocolError(f"bad meta port {port[:40]!r}")
     return Meta(source, int(size), protocol, address, int(port) if port else None, time)
 
@@ -308,7 +309,7 @@ def _parse_sip(tokens: list[str], message: SipMessage | None) -> SipFrame:
     transaction_id, dialog_id = tokens[8], tokens[9]
     received_on = None
     if len(tokens) >= 12 and tokens[10]:
-        if not tokens[11].isdigit():
+        if not is_decimal(tokens[11]):
             raise DrachtioProtocolError(f"bad received-on port {tokens[11][:40]!r}")
         received_on = (tokens[10], int(tokens[11]))
     return SipFrame(tokens[0], meta, transaction_id, dialog_id, received_on, message)
@@ -329,7 +330,7 @@ def parse_hostports(text: str) -> tuple[tuple[str, str, int], ...]:
     for item in filter(None, text.split(",")):
         proto, slash, hostport = item.partition("/")
         host, colon, port = hostport.rpartition(":")
-        if not slash or not colon or not host or not port.isdigit():
+        if not slash or not colon or not host or not is_decimal(port):
             raise DrachtioProtocolError(f"bad host-port {item[:80]!r}")
         out.append((proto, host.strip("[]"), int(port)))
     return tuple(out)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from engine.drachtio.wire import (
     AppSipFrame,
@@ -353,3 +355,44 @@ def test_malformed_app_frames_are_protocol_errors(payload: bytes) -> None:
 def test_builders_refuse_what_the_server_cannot_parse(build: object) -> None:
     with pytest.raises(InvalidToken):
         build()  # type: ignore[operator]
+
+
+# ----------------------------------------------------------------- fuzz: a ProtocolError or a frame
+
+_PIECES = st.sampled_from(["|", "\r\n", "sip", "response", "OK", "NO", "NOK", "network",
+                           "application", "udp", "127.0.0.1", "5080", "²", "٣", "Msg sent:",
+                           "continue", "", "SIP/2.0 200 OK", "INVITE sip:a SIP/2.0", "done",
+                           "tcp/127.0.0.1:5٠80", "cdr:stop", "proxy", "authenticate"])
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.one_of(_PIECES, st.text(max_size=6)), max_size=30))
+def test_any_payload_parses_or_is_a_protocol_error(pieces: list[str]) -> None:
+    payload = "".join(pieces).encode("utf-8", "surrogatepass")
+    for parse in (parse_server_frame, parse_app_frame):
+        try:
+            frame = parse(payload)
+        except DrachtioProtocolError:
+            continue
+        if isinstance(frame, ResponseFrame) and frame.ok:
+            try:
+                server_info(frame)
+            except DrachtioProtocolError:
+                pass
+        message = getattr(frame, "message", None)
+        if message is not None:  # the lazy SIP view never raises either
+            _ = (message.status, message.reason, message.method, message.headers,
+                 message.body, message.cseq_method, message.request_uri)
+
+
+@pytest.mark.parametrize("payload", [
+    "s|sip|network|²|udp|h|1|t|x||\r\nOPTIONS sip:a SIP/2.0\r\n\r\n",
+    "s|sip|network|1|udp|h|٣|t|x||\r\nOPTIONS sip:a SIP/2.0\r\n\r\n",
+    "s|sip|network|1|udp|h|1|t|x||h|²|\r\nOPTIONS sip:a SIP/2.0\r\n\r\n",
+    "s|sip|network|1|udp|h|1|t|x||\r\nSIP/2.0 ²00 OK\r\n\r\n",
+])
+def test_non_ascii_digits_are_protocol_errors_not_crashes(payload: str) -> None:
+    with pytest.raises(DrachtioProtocolError):
+        parse_server_frame(payload.encode())
+    with pytest.raises(DrachtioProtocolError):
+        server_info(parse_server_frame(b"s|response|m|OK|tcp/127.0.0.1:\xc2\xb2|v|"))  # type: ignore[arg-type]
