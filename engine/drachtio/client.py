@@ -289,7 +289,12 @@ class DrachtioClient:
 
     async def _run(self) -> None:
         while self._state is not ClientState.STOPPED:
-            was_ready, cause = await self._attempt()
+            try:
+                was_ready, cause = await self._attempt()
+            except Exception as exc:  # safety net: the client must keep reconnecting
+                log.exception("drachtio connection attempt failed", host=self.host,
+                              port=self.port)
+                was_ready, cause = False, f"drachtio at {self.address}: {type(exc).__name__}"
             if self._state is ClientState.STOPPED:
                 return
             self._set_state(ClientState.DISCONNECTED)
@@ -420,6 +425,9 @@ class DrachtioClient:
             conn.error = str(exc)
         except OSError as exc:
             conn.error = conn.error or (exc.strerror or type(exc).__name__)
+        except Exception as exc:  # a bug here must reset this connection, not the client
+            log.exception("drachtio reader failed", host=self.host, port=self.port)
+            conn.error = f"internal error: {type(exc).__name__}"
         finally:
             conn.close(conn.error or "closed")
             conn.fail_pending(f"connection to drachtio at {self.address} lost: {conn.error}")

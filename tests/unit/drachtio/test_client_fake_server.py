@@ -257,3 +257,42 @@ async def test_from_settings_uses_the_original_variables(fake: FakeDrachtio) -> 
         assert client.address == f"127.0.0.1:{fake.port}"
     finally:
         await client.stop()
+
+
+async def test_a_bug_while_reading_resets_the_connection_not_the_client(
+        fake: FakeDrachtio, harness: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    import engine.drachtio.client as client_module
+
+    real = client_module.parse_server_frame
+    calls = {"n": 0}
+
+    def broken_once(payload: bytes):  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise RuntimeError("simulated bug")
+        return real(payload)
+
+    monkeypatch.setattr(client_module, "parse_server_frame", broken_once)
+    conn = await fake.connection(0)
+    conn.send(build_server_sip("s1", META, "t1", "", OPTIONS, ("127.0.0.1", 5080)))
+    await asyncio.wait_for(conn.closed.wait(), 5)
+    await fake.connection(1)
+    assert await harness.client.wait_ready(5)
+    assert harness.lost == [1]
+
+
+async def test_a_failing_connection_lost_handler_does_not_stop_reconnection(
+        fake: FakeDrachtio) -> None:
+    def broken(epoch: int) -> None:
+        raise RuntimeError("bug in the handler")
+
+    client = DrachtioClient("127.0.0.1", fake.port, fake.secret, verbs=["options"],
+                            on_sip=print, on_connection_lost=broken, backoff=FAST)
+    client.start()
+    try:
+        assert await client.wait_ready(5)
+        (await fake.connection(0)).close()
+        await fake.connection(1)
+        await eventually(lambda: client.epoch == 2 and client.ready)
+    finally:
+        await client.stop()
