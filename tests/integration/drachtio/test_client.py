@@ -173,3 +173,35 @@ async def test_a_frozen_server_is_detected_by_ping_and_the_client_recovers(
         assert any("no pong within 0.4 s" in r.getMessage() for r in client_warnings(caplog))
         assert await client.wait_ready(5)
         assert await client.ping(timeout=2)
+
+
+async def test_proxy_collects_every_answer_until_done(drachtio_server: Drachtio) -> None:
+    """``proxy`` is answered several times (``continue`` … ``done``): the correlator keeps
+    the request open until the last answer (§4.4)."""
+    caller, callee = UdpPhone(), UdpPhone()
+    try:
+        async with drachtio_client(drachtio_server, verbs=("options",)) as (client, inbox):
+            assert await client.wait_ready(5)
+            call_id = caller.options(drachtio_server)
+            frame = await inbox.next()
+            proxied = asyncio.create_task(client.proxy(
+                frame.transaction_id, [f"127.0.0.1:{callee.port}"],
+                f"OPTIONS sip:127.0.0.1:{callee.port} SIP/2.0\r\nX-Proxied: yes\r\n"
+                "Content-Length: 0\r\n\r\n"))
+            loop = asyncio.get_running_loop()
+            request = (await asyncio.wait_for(loop.sock_recv(callee.sock, 65536), 5)).decode()
+            assert request.startswith("OPTIONS ") and f"Call-ID: {call_id}" in request
+            assert "X-Proxied: yes" in request
+            head = request.split("\r\n\r\n", 1)[0].split("\r\n")[1:]
+            keep = [h for h in head if h.split(":", 1)[0].lower() in
+                    ("via", "from", "to", "call-id", "cseq")]
+            answer = "\r\n".join(["SIP/2.0 200 OK", *keep, "Content-Length: 0", "", ""])
+            callee.sock.sendto(answer.encode(), drachtio_server.sip_address)  # its Via
+            answers = await asyncio.wait_for(proxied, 10)
+            assert [a.is_continue for a in answers] == [True, False]
+            assert answers[0].message is not None and answers[0].message.status == 200
+            assert answers[-1].ok and answers[-1].fields == ("done",)
+            assert (await caller.response(call_id)).startswith("SIP/2.0 200 OK")
+    finally:
+        caller.close()
+        callee.close()
