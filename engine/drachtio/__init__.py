@@ -1,0 +1,7 @@
+"""drachtio-server application protocol (spec: ../shared/spec/drachtio-protocol.md).
+
+* :mod:`engine.drachtio.wire` — pure: framing, message ids, parsing and building of
+  every frame kind, request/response correlation. No asyncio, no sockets.
+* :mod:`engine.drachtio.client` — the asyncio client in inbound-connection mode
+  (dial, authenticate, route, ping, reconnect with capped backoff).
+"""
