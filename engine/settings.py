@@ -358,6 +358,13 @@ VARIABLES: tuple[Variable, ...] = (
              "folder of machine definitions (default: the shipped machines)", group="new"),
     Variable("LOG_FORMAT", "log_format", "json", _choice("json", "text"),
              "log line format", group="new"),
+    # --- RTPEngine faults (issue 10, defect 7): restart detection and delete retries
+    Variable("RTPENGINE_PING_SECS", "rtpengine_ping_secs", "5", _float(0, strict=True),
+             "seconds between RTPEngine health pings (each also checks the daemon's uptime "
+             "to notice a restart)", group="new"),
+    Variable("RTPENGINE_DELETE_RETRY_SECS", "rtpengine_delete_retry_secs", "120", _float(0),
+             "how long a delete that could not reach RTPEngine is retried in the background "
+             "(0 = no retry)", group="new"),
 )
 
 @dataclass(frozen=True)
@@ -423,6 +430,9 @@ class Settings:
     api_token: str | None
     machines_path: Path
     log_format: str
+    # RTPEngine faults (issue 10, defect 7)
+    rtpengine_ping_secs: float
+    rtpengine_delete_retry_secs: float
     # which variables were set explicitly (for the secret-default warning)
     explicit: frozenset[str] = field(default=frozenset(), compare=False)
 
