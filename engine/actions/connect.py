@@ -13,8 +13,9 @@ from engine.actions._request import domain
 from engine.actions.leg import LegSpec
 from engine.actions.media import media_session, open_early
 from engine.actions.session import attach_caller_dialog, session_vars
-from engine.actions.status import emit
+from engine.actions.status import emit, session_of
 from engine.fsm import Outcome, action, guard
+from engine.hooks.payloads import UNSET, statushook_body
 from engine.log import get_logger
 from engine.media.codecs import direct_media, leg_codecs
 from engine.media.restore import media_moved
@@ -441,7 +442,7 @@ async def report_media_lost(ctx: Any, p: MediaLostParams) -> None:
     lost = getattr(ctx.vars, "media_lost", None) or {}
     data = ctx.event.data
     why = data.get("why") or (repr(data["error"]) if data.get("error") else None)
-    extra: dict[str, Any] = {"outcome": p.outcome, "instance": lost.get("instance"),
+    extra: dict[str, Any] = {"outcome": p.outcome, "rtpengine": lost.get("instance"),
                              "reason": lost.get("why")}
     if p.outcome == "restored":
         extra["reinvited"] = list(data.get("moved") or [])
@@ -451,9 +452,26 @@ async def report_media_lost(ctx: Any, p: MediaLostParams) -> None:
         ctx.log.warning("call ended: RTPEngine lost its media and it could not be re-created",
                         **extra)
     try:
-        emit(ctx, "media:lost", **{k: v for k, v in extra.items() if v is not None})
+        _send_media_lost(ctx, {k: v for k, v in extra.items() if v is not None})
     except Exception as exc:  # reporting must never disturb the call
         ctx.log.warning("status event not sent", event="media:lost", error=repr(exc))
+
+
+def _send_media_lost(ctx: Any, extra: dict[str, Any]) -> None:
+    """``{"callId", "event": "media:lost", outcome, rtpengine, reason, …, "label"}`` to the
+    dialplan's statusHook (our event: the original has no media-fault event)."""
+    session = session_of(ctx)
+    route = getattr(session.vars, "route", None)
+    url = route.status_hook if route is not None else None
+    if not url:
+        return
+    call_id = session.vars.req.call_id
+    label = getattr(ctx.vars.verb, "status_label", UNSET)
+    body = statushook_body(call_id, "media:lost", label=label)
+    if body is None:  # statusLabel: false
+        return
+    tail = {"label": body.pop("label")} if "label" in body else {}
+    ctx.services.statushook.send_body(url, call_id, {**body, **extra, **tail})
 
 
 @action()

@@ -42,8 +42,10 @@ def retry_pauses(total: float, first: float = FIRST_PAUSE,
 class DeleteRetrier:
     """Background retries of failed deletes, one task per call, all cancelled on close."""
 
-    def __init__(self, send: Callable[[str], Awaitable[None]], total_secs: float):
+    def __init__(self, send: Callable[[str], Awaitable[None]], total_secs: float,
+                 on_give_up: Callable[[str], None] | None = None):
         self._send = send  # one delete attempt for a call-id; raises MediaError on failure
+        self._on_give_up = on_give_up  # e.g. forget the call's placement
         self.pauses = retry_pauses(total_secs)
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._wake = asyncio.Event()
@@ -99,6 +101,8 @@ class DeleteRetrier:
 
     def _give_up(self, call_id: str, error: MediaError, attempts: int) -> None:
         self.given_up += 1
+        if self._on_give_up is not None:
+            self._on_give_up(call_id)
         log.warning("rtpengine session could not be deleted; it stays until RTPEngine's "
                     "own timeout", call_id=call_id, attempts=attempts, error=str(error))
 

@@ -55,7 +55,8 @@ class RtpEngineMedia:
         self.resolver = resolver
         self.default_codecs = tuple(default_codecs)
         self._watchers: dict[str, LostCallback] = {}
-        self.deletes = DeleteRetrier(self._delete_once, delete_retry_secs)
+        self.deletes = DeleteRetrier(self._delete_once, delete_retry_secs,
+                                     on_give_up=client.forget)
         client.on_lost(self._lost)
         client.on_up(lambda _instance: self.deletes.wake())
 

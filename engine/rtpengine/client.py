@@ -64,9 +64,10 @@ LostListener = Callable[[str, str, str], None]
 #: ``(instance)``: an instance was marked up (retries waiting for it may go now).
 UpListener = Callable[[str], None]
 
-#: The ``statistics`` uptime is whole seconds and the reply takes a moment: a boot time
-#: estimated later than the known one by more than this is a restart.
-RESTART_SLACK = 2.5
+#: The ``statistics`` uptime is whole seconds (an estimate of the boot time is up to 1 s
+#: late) and the reply takes a moment: a boot time estimated later than the earliest
+#: known one by more than this is a restart.
+RESTART_SLACK = 1.5
 #: Queries in flight at once while checking an instance's calls after a restart.
 VERIFY_CONCURRENCY = 32
 #: A call reported lost is not reported again within this many seconds (a command's
@@ -121,6 +122,7 @@ class _Instance(asyncio.DatagramProtocol):
         self.last_probe = float("-inf")
         self.probe: asyncio.Task[None] | None = None
         self.boot: float | None = None  # monotonic estimate of the daemon's start
+        self.back_at: float | None = None  # when it was last seen up again after down
         self.verify: asyncio.Task[None] | None = None
         self.verify_again: str | None = None  # a reason that came in while verifying
 
@@ -200,6 +202,7 @@ class RtpEngineClient:
         self._lost_listener: LostListener | None = None
         self._up_listeners: list[UpListener] = []
         self._reported: dict[str, float] = {}
+        self._ending: set[str] = set()  # delete sent: no longer a live call to verify
 
     @classmethod
     def from_settings(cls, settings: Any, **kwargs: Any) -> RtpEngineClient:
@@ -236,7 +239,8 @@ class RtpEngineClient:
                     remote_addr=(inst.endpoint.host, inst.endpoint.port))
             except OSError as exc:  # unresolvable host, no route: down, retried by health
                 self._mark_down(inst, f"cannot open socket: {exc}")
-        await asyncio.gather(*(self._ping(i) for i in self._instances))
+        # the first uptime of each instance: a restart from now on is noticed
+        await asyncio.gather(*(self._ping(i, check_restart=True) for i in self._instances))
         self._health = asyncio.create_task(self._health_loop(), name="rtpengine-health")
         up = [i.name for i in self._instances if i.state == UP]
         log.info("rtpengine client started", instances=self._names, up=up)
@@ -283,9 +287,10 @@ class RtpEngineClient:
             inst.last_error = None
             (log.info if previous == UNKNOWN else log.warning)(
                 "rtpengine instance up", instance=inst.name, was=previous)
-            if previous == DOWN and inst.calls:
-                # It may have restarted while down: its calls' media may be gone.
-                self._verify_soon(inst, "back after an outage")
+            if previous == DOWN:
+                inst.back_at = inst.since
+                if inst.calls:  # it may have restarted while down: its calls may be gone
+                    self._verify_soon(inst, "back after an outage")
             for listener in self._up_listeners:
                 try:
                     listener(inst.name)
@@ -320,7 +325,7 @@ class RtpEngineClient:
             inst.boot = boot  # keep the earliest estimate: uptime is rounded down
         elif boot > known + RESTART_SLACK:
             inst.boot = boot
-            if inst.since >= boot - RESTART_SLACK:
+            if inst.back_at is not None and inst.back_at >= boot - RESTART_SLACK:
                 return  # it was seen coming back after this boot: already checked
             log.info("rtpengine instance restarted between pings", instance=inst.name,
                      uptime=uptime, calls=inst.calls)
@@ -343,7 +348,8 @@ class RtpEngineClient:
 
     async def _verify(self, inst: _Instance, why: str) -> None:
         while True:
-            calls = [cid for cid, placed in self._calls.items() if placed is inst]
+            calls = [cid for cid, placed in self._calls.items()
+                     if placed is inst and cid not in self._ending]
             lost = await self._unknown_calls(inst, calls)
             fresh = [c for c in lost if self._report_lost(c, inst, why)]
             if fresh:  # one warning per restart/outage, however many calls it cost
@@ -437,6 +443,8 @@ class RtpEngineClient:
         call_id = str(call_id)
         placed = self._calls.get(call_id)
         if placed is not None:
+            if command == "delete":
+                self._ending.add(call_id)
             if placed.state == DOWN:
                 self._probe_soon(placed)
                 raise MediaUnavailable(
@@ -548,6 +556,8 @@ class RtpEngineClient:
         if len(self._calls) > self._max_calls:
             old_id, old = self._calls.popitem(last=False)
             old.calls -= 1
+            self._ending.discard(old_id)
+            self._reported.pop(old_id, None)
             log.warning("rtpengine call map full; forgetting the oldest call",
                         call_id=old_id, limit=self._max_calls)
 
@@ -557,6 +567,7 @@ class RtpEngineClient:
         if inst is not None:
             inst.calls -= 1
         self._reported.pop(call_id, None)
+        self._ending.discard(call_id)
 
 
 __all__ = ["DOWN", "UNKNOWN", "UP", "InstanceStatus", "LostListener", "RtpEngineClient",
