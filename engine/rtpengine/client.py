@@ -350,6 +350,9 @@ class RtpEngineClient:
         while True:
             calls = [cid for cid, placed in self._calls.items()
                      if placed is inst and cid not in self._ending]
+            if not calls:  # only calls being deleted: nothing live to lose
+                inst.verify_again = None
+                return
             lost = await self._unknown_calls(inst, calls)
             fresh = [c for c in lost if self._report_lost(c, inst, why)]
             if fresh:  # one warning per restart/outage, however many calls it cost
