@@ -148,7 +148,8 @@ async def test_delete_to_a_frozen_instance_is_retried_after_it_thaws(
         await media.close()
 
 
-async def test_delete_retries_end_with_a_warning(rtpengine_spare: RtpEngine) -> None:
+async def test_delete_retries_end_with_a_warning(rtpengine_spare: RtpEngine,
+                                                 caplog: pytest.LogCaptureFixture) -> None:
     media = _media(rtpengine_spare, retry_secs=2)
     try:
         await media.start()
@@ -160,6 +161,9 @@ async def test_delete_retries_end_with_a_warning(rtpengine_spare: RtpEngine) -> 
         await _until(lambda: not media.deletes.pending(), timeout=10)
         assert media.deletes.given_up == 1
         assert media.client.instance_of(call_id) is None  # forgotten: no leak in the client
+        warnings = [getattr(r, "fields", {}) for r in caplog.records
+                    if r.levelname == "WARNING" and "could not be deleted" in r.getMessage()]
+        assert [w.get("call_id") for w in warnings] == [call_id], caplog.records
     finally:
         _signal(rtpengine_spare, signal.SIGCONT)
         await media.close()
