@@ -376,6 +376,13 @@ async def finish(ctx: Any, p: Any) -> None:
 # ------------------------------------------------------------------ lost media (issue 10)
 
 
+@guard()
+def media_relayed(ctx: Any, p: Any) -> bool:
+    """The bridged call's media goes through RTPEngine (not direct between the parties)."""
+    leg = getattr(ctx.vars, "legs", {}).get(getattr(ctx.vars, "winner", None))
+    return leg is not None and not direct_media(media_session(ctx).caller, leg.vars.spec.codecs)
+
+
 @action(emits=RESTORE_OUTCOMES, outcomes=RESTORE_OUTCOMES)
 async def restore_media(ctx: Any, p: Any) -> None:
     """Re-create the bridged call's lost RTPEngine session on any healthy instance: offer
