@@ -425,6 +425,13 @@ VARIABLES: tuple[Variable, ...] = (
              "answered 503", group="new"),
     Variable("ABUSE_RATE_BURST", "abuse_rate_burst", "100", _int(1),
              "requests a source may send at once above ABUSE_RATE_LIMIT", group="new"),
+    # --- RTPEngine faults (issue 10, defect 7): restart detection and delete retries
+    Variable("RTPENGINE_PING_SECS", "rtpengine_ping_secs", "5", _float(0, strict=True),
+             "seconds between RTPEngine health pings (each also checks the daemon's uptime "
+             "to notice a restart)", group="new"),
+    Variable("RTPENGINE_DELETE_RETRY_SECS", "rtpengine_delete_retry_secs", "120", _float(0),
+             "how long a delete that could not reach RTPEngine is retried in the background "
+             "(0 = no retry)", group="new"),
 )
 
 @dataclass(frozen=True)
@@ -515,6 +522,9 @@ class Settings:
     abuse_ban_secs: int
     abuse_rate_limit: float
     abuse_rate_burst: int
+    # RTPEngine faults (issue 10, defect 7)
+    rtpengine_ping_secs: float
+    rtpengine_delete_retry_secs: float
     # which variables were set explicitly (for the secret-default warning)
     explicit: frozenset[str] = field(default=frozenset(), compare=False)
 

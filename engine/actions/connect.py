@@ -6,22 +6,26 @@ and early media, bridging the winner, and mid-call relays.
 from __future__ import annotations
 
 import secrets
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 from engine.actions._request import domain
 from engine.actions.leg import LegSpec
 from engine.actions.media import media_session, open_early
 from engine.actions.session import attach_caller_dialog, session_vars
-from engine.actions.status import emit
+from engine.actions.status import emit, session_of
 from engine.fsm import Outcome, action, guard
+from engine.hooks.payloads import UNSET, statushook_body
 from engine.log import get_logger
 from engine.media.codecs import direct_media, leg_codecs
+from engine.media.restore import media_moved
 from engine.ports import Credentials
 
 log = get_logger("engine.connect")
 
 RESOLVE_OUTCOMES = ("connect.resolved", "connect.unresolvable")
 BRIDGE_OUTCOMES = ("connect.bridged", "connect.bridge_failed")
+RESTORE_OUTCOMES = ("media.restored", "media.restore_failed")
 
 
 def _session(ctx: Any) -> Any:
@@ -367,3 +371,122 @@ async def relay_dtmf(ctx: Any, p: Any) -> None:
 async def finish(ctx: Any, p: Any) -> None:
     """Tell the session whether this connect answered the call."""
     ctx.result["answered"] = getattr(ctx.vars, "winner", None) is not None
+
+
+# ------------------------------------------------------------------ lost media (issue 10)
+
+
+@guard()
+def media_relayed(ctx: Any, p: Any) -> bool:
+    """The bridged call's media goes through RTPEngine (not direct between the parties)."""
+    leg = getattr(ctx.vars, "legs", {}).get(getattr(ctx.vars, "winner", None))
+    return leg is not None and not direct_media(media_session(ctx).caller, leg.vars.spec.codecs)
+
+
+@action(emits=RESTORE_OUTCOMES, outcomes=RESTORE_OUTCOMES)
+async def restore_media(ctx: Any, p: Any) -> None:
+    """Re-create the bridged call's lost RTPEngine session on any healthy instance: offer
+    with the offering side's last SDP, answer with the other side's last SDP (same tags,
+    branch and codec policy as at set-up); each side whose SDP from RTPEngine moved gets
+    a re-INVITE with it. Any failure → ``media.restore_failed`` (data ``why``)."""
+    ctx.vars.media_lost = dict(ctx.event.data)
+    leg = ctx.vars.legs.get(ctx.vars.winner)
+    sv = session_vars(ctx)
+    ms = media_session(ctx)
+    media = ctx.services.media
+    ack = getattr(ctx.vars, "caller_ack", None)
+
+    async def restore() -> Outcome:
+        a = getattr(sv, "a_dialog", None)
+        b = getattr(leg.vars, "dialog", None) if leg is not None and not leg.done else None
+        if a is None or b is None or not a.connected or not b.connected:
+            return Outcome("media.restore_failed", {"why": "a side of the call is gone"})
+        spec = leg.vars.spec
+        if direct_media(ms.caller, spec.codecs):
+            return Outcome("media.restored", {"moved": []})  # RTPEngine was not in the path
+        a_sdp = a.remote_sdp or (ack.body if ack is not None else sv.req.body)
+        b_sdp = b.remote_sdp
+        if not a_sdp or not b_sdp:
+            return Outcome("media.restore_failed", {"why": "a side's SDP is unknown"})
+        media.forget(ms.call_id)  # the next offer may go to any healthy instance
+        if ack is not None:  # late offer: the callee's 200 was the offer (D-34)
+            offer = await media.offer(call_id=ms.call_id, from_tag=b.remote_tag, sdp=b_sdp,
+                                      source_codecs=spec.codecs.codecs,
+                                      dest_codecs=ms.caller.codecs)
+            answer = await media.answer(call_id=ms.call_id, from_tag=b.remote_tag,
+                                        to_tag=ms.from_tag, sdp=a_sdp)
+            for_a, for_b = offer.sdp, answer.sdp
+        else:
+            offer = await media.offer(call_id=ms.call_id, from_tag=ms.from_tag, sdp=a_sdp,
+                                      source_codecs=ms.caller.codecs,
+                                      dest_codecs=spec.codecs.codecs,
+                                      branch=leg.vars.branch, received_from=ms.source)
+            answer = await media.answer(call_id=ms.call_id, from_tag=ms.from_tag,
+                                        to_tag=b.remote_tag, sdp=b_sdp, branch=leg.vars.branch)
+            for_a, for_b = answer.sdp, offer.sdp
+        moved: list[str] = []
+        for side, dialog, sdp in (("A", a, for_a), ("B", b, for_b)):
+            if not media_moved(sdp, dialog.local_sdp):
+                continue
+            response = await dialog.reinvite(sdp=sdp)
+            if response.status >= 300:
+                return Outcome("media.restore_failed",
+                               {"why": f"re-INVITE to {side} answered {response.status}"})
+            moved.append(side)
+        return Outcome("media.restored", {"moved": moved})
+
+    ctx.start(restore(), done="media.restored", error="media.restore_failed")
+
+
+@dataclass(frozen=True)
+class MediaLostParams:
+    outcome: Literal["restored", "hangup"]
+
+
+@action(params=MediaLostParams)
+async def report_media_lost(ctx: Any, p: MediaLostParams) -> None:
+    """StatusHook ``media:lost`` {outcome, instance, reason} and one log line per call."""
+    lost = getattr(ctx.vars, "media_lost", None) or {}
+    data = ctx.event.data
+    why = data.get("why") or (repr(data["error"]) if data.get("error") else None)
+    extra: dict[str, Any] = {"outcome": p.outcome, "rtpengine": lost.get("instance"),
+                             "reason": lost.get("why")}
+    if p.outcome == "restored":
+        extra["reinvited"] = list(data.get("moved") or [])
+        ctx.log.info("call media re-created after RTPEngine lost it", **extra)
+    else:
+        extra["error"] = why
+        ctx.log.warning("call ended: RTPEngine lost its media and it could not be re-created",
+                        **extra)
+    try:
+        _send_media_lost(ctx, {k: v for k, v in extra.items() if v is not None})
+    except Exception as exc:  # reporting must never disturb the call
+        ctx.log.warning("status event not sent", event="media:lost", error=repr(exc))
+
+
+def _send_media_lost(ctx: Any, extra: dict[str, Any]) -> None:
+    """``{"callId", "event": "media:lost", outcome, rtpengine, reason, …, "label"}`` to the
+    dialplan's statusHook (our event: the original has no media-fault event)."""
+    session = session_of(ctx)
+    route = getattr(session.vars, "route", None)
+    url = route.status_hook if route is not None else None
+    if not url:
+        return
+    call_id = session.vars.req.call_id
+    label = getattr(ctx.vars.verb, "status_label", UNSET)
+    body = statushook_body(call_id, "media:lost", label=label)
+    if body is None:  # statusLabel: false
+        return
+    tail = {"label": body.pop("label")} if "label" in body else {}
+    ctx.services.statushook.send_body(url, call_id, {**body, **extra, **tail})
+
+
+@action()
+async def hangup_caller(ctx: Any, p: Any) -> None:
+    """BYE the caller (in the background) and end the session after this verb: the call
+    cannot go on (its media could not be re-created)."""
+    sv = session_vars(ctx)
+    sv.caller_gone = True  # no further verb, no CallHook retry: the session ends
+    dialog = getattr(sv, "a_dialog", None)
+    if dialog is not None and dialog.connected:
+        ctx.runtime.background(dialog.bye(), "BYE caller")

@@ -12,12 +12,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from engine.actions.session import session_vars
-from engine.fsm import Outcome, action, delay, guard
+from engine.fsm import Outcome, action, declare_events, delay, guard
 from engine.media.codecs import LegCodecs, leg_codecs
 from engine.media.commands import dummy_sdp
 from engine.sip.sdp import audio_codecs
 
 MEDIA_OUTCOMES = ("media.done", "media.error")
+
+declare_events(
+    "media.watch", ["media.lost"],
+    "media.lost: RTPEngine no longer knows the call's media session (its instance restarted "
+    "or answered \"Unknown call-id\"); data: instance, why",
+)
 
 
 @dataclass
@@ -49,7 +55,21 @@ def media_session(ctx: Any) -> MediaSession:
             caller=leg_codecs(caller_codecs(session), ctx.services.settings.default_codecs),
             source=req.source.host,
         )
+        _watch(session, ctx.services.media, ms.call_id)
     return ms
+
+
+def _watch(session: Any, media: Any, call_id: str) -> None:
+    """The session hears ``media.lost`` if RTPEngine loses this call (issue 10)."""
+    watch = getattr(media, "watch", None)
+    if watch is None:
+        return
+
+    def lost(instance: str, why: str) -> None:
+        session.post("media.lost", {"instance": instance, "why": why})
+
+    watch(call_id, lost)
+    session.on_finish(lambda _inst: media.unwatch(call_id))
 
 
 def caller_sdp(ctx: Any) -> bytes:

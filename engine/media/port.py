@@ -9,26 +9,34 @@ adds the I/O (ng client, media fetch) and the error semantics:
 * every failure is an ``engine.errors.MediaError`` subclass (typed: see
   :mod:`engine.rtpengine.errors` and :mod:`engine.media.errors`);
 * ``delete`` is idempotent: an unknown call (never created, already deleted,
-  lost in a daemon restart) is success; only "could not reach RTPEngine"
-  raises;
+  lost in a daemon restart) is success; one that could not reach RTPEngine
+  (frozen, down) is retried in the background for RTPENGINE_DELETE_RETRY_SECS
+  (:mod:`engine.media.cleanup`) and never delays the caller;
+* ``watch(call_id, on_lost)``: the call's owner is told when RTPEngine lost the
+  call's session (instance restart, "Unknown call-id"), see
+  :meth:`engine.rtpengine.client.RtpEngineClient.on_lost`;
 * ``play_media`` accepts a media URL as ``file`` and resolves it first.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from engine.log import get_logger
 from engine.media import commands
+from engine.media.cleanup import DeleteRetrier
 from engine.media.codecs import codec_options
 from engine.media.fetch import MediaFetcher
 from engine.media.files import MediaResolver, is_file_url, is_http_url
 from engine.ports import MediaAnswer
 from engine.rtpengine.client import InstanceStatus, RtpEngineClient
-from engine.rtpengine.errors import NgSdpError, NgUnknownCall
+from engine.rtpengine.errors import MediaTimeout, MediaUnavailable, NgSdpError, NgUnknownCall
 
 log = get_logger(__name__)
+
+#: ``on_lost(instance, why)`` for one watched call.
+LostCallback = Callable[[str, str], None]
 
 
 def _sdp_bytes(reply: Mapping[str, Any], command: str) -> bytes:
@@ -42,10 +50,15 @@ class RtpEngineMedia:
     """MediaPort over RTPEngine's ng protocol."""
 
     def __init__(self, client: RtpEngineClient, resolver: MediaResolver, *,
-                 default_codecs: Sequence[str] = ("PCMU",)):
+                 default_codecs: Sequence[str] = ("PCMU",), delete_retry_secs: float = 120.0):
         self.client = client
         self.resolver = resolver
         self.default_codecs = tuple(default_codecs)
+        self._watchers: dict[str, LostCallback] = {}
+        self.deletes = DeleteRetrier(self._delete_once, delete_retry_secs,
+                                     on_give_up=client.forget)
+        client.on_lost(self._lost)
+        client.on_up(lambda _instance: self.deletes.wake())
 
     @classmethod
     def from_settings(cls, settings: Any, *, client: RtpEngineClient | None = None,
@@ -54,13 +67,15 @@ class RtpEngineMedia:
         return cls(client or RtpEngineClient.from_settings(settings),
                    MediaResolver(settings.media_path,
                                  fetcher or MediaFetcher.from_settings(settings)),
-                   default_codecs=settings.default_codecs)
+                   default_codecs=settings.default_codecs,
+                   delete_retry_secs=getattr(settings, "rtpengine_delete_retry_secs", 120.0))
 
     async def start(self) -> None:
         await self.client.start()
 
     async def close(self) -> None:
         try:
+            await self.deletes.close()
             await self.client.close()
         finally:
             await self.resolver.close()
@@ -68,6 +83,25 @@ class RtpEngineMedia:
     def statuses(self) -> list[InstanceStatus]:
         """Health of every RTPEngine instance (for the HTTP API / CLI)."""
         return self.client.statuses()
+
+    # ------------------------------------------------------------------ lost sessions
+
+    def watch(self, call_id: str, on_lost: LostCallback) -> None:
+        """Call ``on_lost(instance, why)`` if RTPEngine loses ``call_id``'s session."""
+        self._watchers[call_id] = on_lost
+
+    def unwatch(self, call_id: str) -> None:
+        self._watchers.pop(call_id, None)
+
+    def forget(self, call_id: str) -> None:
+        """Forget where ``call_id`` was placed: its next offer goes to any healthy
+        instance (re-creating a session its instance lost)."""
+        self.client.forget(call_id)
+
+    def _lost(self, call_id: str, instance: str, why: str) -> None:
+        on_lost = self._watchers.get(call_id)
+        if on_lost is not None:
+            on_lost(instance, why)
 
     # ------------------------------------------------------------------ offer / answer
 
@@ -112,12 +146,22 @@ class RtpEngineMedia:
     # ------------------------------------------------------------------ teardown / query
 
     async def delete(self, *, call_id: str, from_tag: str | None = None) -> None:
-        """Remove the call from RTPEngine. Unknown calls are fine (idempotent)."""
+        """Remove the call from RTPEngine. Unknown calls are fine (idempotent); a delete
+        that cannot reach RTPEngine is retried in the background (never raises for it)."""
+        self.unwatch(call_id)
+        try:
+            await self._delete_once(call_id, from_tag)
+        except NgUnknownCall:  # the daemon answers a warning, or this error with "fatal"
+            log.debug("rtpengine delete: call already gone", call_id=call_id)
+        except (MediaTimeout, MediaUnavailable) as exc:
+            self.deletes.schedule(call_id, exc)
+
+    async def _delete_once(self, call_id: str, from_tag: str | None = None) -> None:
         try:
             await self.client.command(commands.delete_body(call_id=call_id, from_tag=from_tag))
-        except NgUnknownCall:  # the daemon answers a warning, or this error with "fatal"
+        except NgUnknownCall:
             self.client.forget(call_id)
-            log.debug("rtpengine delete: call already gone", call_id=call_id)
+            raise
 
     async def query(self, *, call_id: str) -> Mapping[str, Any]:
         return await self.client.command(commands.query_body(call_id=call_id))

@@ -17,7 +17,14 @@ live in :mod:`engine.rtpengine.ng`; this module adds what needs a loop:
   rendezvous-hash order (:mod:`engine.rtpengine.selection`), and a new call
   whose preferred instance fails is offered to the next one. Commands for a
   call whose instance is down, and new calls when no instance is up, fail at
-  once with ``MediaUnavailable`` (D-30: a dead instance must not stall calls).
+  once with ``MediaUnavailable`` (D-30: a dead instance must not stall calls);
+* **lost calls** (issue 10): an instance that comes back after being down, or
+  whose ``statistics`` uptime went back (a restart between two pings), or that
+  answers "Unknown call-id" to a command for a call placed on it, has its
+  placed calls checked with ``query``; every call it no longer knows is
+  reported to the ``on_lost`` listener (the media port turns that into a
+  ``media.lost`` event of the call's machine), with one warning per instance
+  event saying how many calls were affected.
 """
 
 from __future__ import annotations
@@ -34,7 +41,13 @@ from typing import Any
 from engine.clock import LoopClock
 from engine.log import get_logger
 from engine.ports import Clock
-from engine.rtpengine.errors import MediaError, MediaTimeout, MediaUnavailable, NgLoadLimit
+from engine.rtpengine.errors import (
+    MediaError,
+    MediaTimeout,
+    MediaUnavailable,
+    NgLoadLimit,
+    NgUnknownCall,
+)
 from engine.rtpengine.ng import Correlator, ResendPolicy, Transaction, cookies
 from engine.rtpengine.selection import rank
 from engine.settings import HostPort
@@ -45,6 +58,38 @@ log = get_logger(__name__)
 _PLACING = frozenset({"offer", "answer", "publish", "subscribe request"})
 
 UP, DOWN, UNKNOWN = "up", "down", "unknown"
+
+#: ``(call_id, instance, why)``: a call placed on ``instance`` is no longer known there.
+LostListener = Callable[[str, str, str], None]
+#: ``(instance)``: an instance was marked up (retries waiting for it may go now).
+UpListener = Callable[[str], None]
+
+#: The ``statistics`` uptime is whole seconds (an estimate of the boot time is up to 1 s
+#: late) and the reply takes a moment: a boot time estimated later than the earliest
+#: known one by more than this is a restart.
+RESTART_SLACK = 1.5
+#: Queries in flight at once while checking an instance's calls after a restart.
+VERIFY_CONCURRENCY = 32
+#: A call reported lost is not reported again within this many seconds (a command's
+#: "Unknown call-id" and the sweep it starts both find it).
+REPORT_QUIET = 10.0
+
+
+def call_is_gone(exc: NgUnknownCall) -> bool:
+    """The error says the whole call is unknown (not just one of its tags)."""
+    reason = exc.reason.lower()
+    return "unknown call-id" in reason or "call-id not found" in reason
+
+
+def uptime_of(reply: Mapping[str, Any]) -> float | None:
+    """Seconds since the daemon started, from a ``statistics`` reply (None if absent)."""
+    stats = reply.get("statistics")
+    total = stats.get("totalstatistics") if isinstance(stats, Mapping) else None
+    value = total.get("uptime") if isinstance(total, Mapping) else None
+    try:
+        return float(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +121,10 @@ class _Instance(asyncio.DatagramProtocol):
         self.last_error: str | None = None
         self.last_probe = float("-inf")
         self.probe: asyncio.Task[None] | None = None
+        self.boot: float | None = None  # monotonic estimate of the daemon's start
+        self.back_at: float | None = None  # when it was last seen up again after down
+        self.verify: asyncio.Task[None] | None = None
+        self.verify_again: str | None = None  # a reason that came in while verifying
 
     # --- asyncio.DatagramProtocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -150,10 +199,23 @@ class RtpEngineClient:
         self._opened = False
         self._closed = False
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._lost_listener: LostListener | None = None
+        self._up_listeners: list[UpListener] = []
+        self._reported: dict[str, float] = {}
+        self._ending: set[str] = set()  # delete sent: no longer a live call to verify
 
     @classmethod
     def from_settings(cls, settings: Any, **kwargs: Any) -> RtpEngineClient:
+        kwargs.setdefault("ping_interval", getattr(settings, "rtpengine_ping_secs", 5.0))
         return cls(settings.rtpengine_endpoints, **kwargs)
+
+    def on_lost(self, listener: LostListener | None) -> None:
+        """Call ``listener(call_id, instance, why)`` for each placed call an instance lost."""
+        self._lost_listener = listener
+
+    def on_up(self, listener: UpListener) -> None:
+        """Call ``listener(instance)`` whenever an instance is marked up."""
+        self._up_listeners.append(listener)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -177,7 +239,8 @@ class RtpEngineClient:
                     remote_addr=(inst.endpoint.host, inst.endpoint.port))
             except OSError as exc:  # unresolvable host, no route: down, retried by health
                 self._mark_down(inst, f"cannot open socket: {exc}")
-        await asyncio.gather(*(self._ping(i) for i in self._instances))
+        # the first uptime of each instance: a restart from now on is noticed
+        await asyncio.gather(*(self._ping(i, check_restart=True) for i in self._instances))
         self._health = asyncio.create_task(self._health_loop(), name="rtpengine-health")
         up = [i.name for i in self._instances if i.state == UP]
         log.info("rtpengine client started", instances=self._names, up=up)
@@ -224,6 +287,15 @@ class RtpEngineClient:
             inst.last_error = None
             (log.info if previous == UNKNOWN else log.warning)(
                 "rtpengine instance up", instance=inst.name, was=previous)
+            if previous == DOWN:
+                inst.back_at = inst.since
+                if inst.calls:  # it may have restarted while down: its calls may be gone
+                    self._verify_soon(inst, "back after an outage")
+            for listener in self._up_listeners:
+                try:
+                    listener(inst.name)
+                except Exception as exc:  # a listener must not break the health check
+                    log.warning("rtpengine up listener failed", error=repr(exc))
 
     def _mark_down(self, inst: _Instance, reason: str) -> None:
         inst.last_error = reason
@@ -235,9 +307,100 @@ class RtpEngineClient:
     async def _health_loop(self) -> None:
         while True:
             await asyncio.sleep(self.ping_interval)
-            await asyncio.gather(*(self._ping(i) for i in self._instances))
+            await asyncio.gather(*(self._ping(i, check_restart=True) for i in self._instances))
 
-    async def _ping(self, inst: _Instance) -> None:
+    async def _check_restart(self, inst: _Instance) -> None:
+        """``statistics`` uptime → boot time; a later boot time than known is a restart
+        that happened between two pings (the instance never looked down)."""
+        try:
+            reply = await self._exchange(inst, {"command": "statistics"}, self.ping_policy)
+        except MediaError:
+            return  # an old daemon without statistics, or a lost datagram: ping decides
+        uptime = uptime_of(reply)
+        if uptime is None:
+            return
+        boot = self._clock.monotonic() - uptime
+        known = inst.boot
+        if known is None or boot < known:
+            inst.boot = boot  # keep the earliest estimate: uptime is rounded down
+        elif boot > known + RESTART_SLACK:
+            inst.boot = boot
+            if inst.back_at is not None and inst.back_at >= boot - RESTART_SLACK:
+                return  # it was seen coming back after this boot: already checked
+            log.info("rtpengine instance restarted between pings", instance=inst.name,
+                     uptime=uptime, calls=inst.calls)
+            if inst.calls:
+                self._verify_soon(inst, "restarted")
+
+    # ------------------------------------------------------------------ lost calls
+
+    def _verify_soon(self, inst: _Instance, why: str) -> None:
+        """Check (in the background) which of ``inst``'s placed calls it still knows."""
+        if self._closed:
+            return
+        if inst.verify is not None and not inst.verify.done():
+            inst.verify_again = why
+            return
+        inst.verify = asyncio.get_running_loop().create_task(
+            self._verify(inst, why), name=f"rtpengine-verify {inst.name}")
+        self._tasks.add(inst.verify)
+        inst.verify.add_done_callback(self._tasks.discard)
+
+    async def _verify(self, inst: _Instance, why: str) -> None:
+        while True:
+            calls = [cid for cid, placed in self._calls.items()
+                     if placed is inst and cid not in self._ending]
+            if not calls:  # only calls being deleted: nothing live to lose
+                inst.verify_again = None
+                return
+            lost = await self._unknown_calls(inst, calls)
+            fresh = [c for c in lost if self._report_lost(c, inst, why)]
+            if fresh:  # one warning per restart/outage, however many calls it cost
+                log.warning("rtpengine instance lost calls", instance=inst.name, why=why,
+                            affected=len(fresh), checked=len(calls))
+            else:
+                log.info("rtpengine instance checked", instance=inst.name, why=why,
+                         checked=len(calls), lost_before=len(lost))
+            if inst.verify_again is None:
+                return
+            why, inst.verify_again = inst.verify_again, None
+
+    async def _unknown_calls(self, inst: _Instance, calls: list[str]) -> list[str]:
+        """Those of ``calls`` that ``inst`` answers "Unknown call-id" to a ``query``."""
+        gate = asyncio.Semaphore(VERIFY_CONCURRENCY)
+        lost: list[str] = []
+
+        async def check(call_id: str) -> None:
+            async with gate:
+                try:
+                    await self._exchange(inst, {"command": "query", "call-id": call_id},
+                                         self.policy)
+                except NgUnknownCall as exc:
+                    if call_is_gone(exc) and self._calls.get(call_id) is inst:
+                        lost.append(call_id)
+                except MediaError:
+                    pass  # unreachable again: its next up transition checks again
+
+        await asyncio.gather(*(check(c) for c in calls))
+        return lost
+
+    def _report_lost(self, call_id: str, inst: _Instance, why: str) -> bool:
+        """Tell the listener; False when this call was reported moments ago."""
+        now = self._clock.monotonic()
+        if now - self._reported.get(call_id, float("-inf")) < REPORT_QUIET:
+            return False
+        self._reported[call_id] = now
+        listener = self._lost_listener
+        if listener is None:
+            return True
+        try:
+            listener(call_id, inst.name, why)
+        except Exception as exc:  # one call's handler must not stop the others
+            log.warning("rtpengine lost-call listener failed", call_id=call_id,
+                        error=repr(exc))
+        return True
+
+    async def _ping(self, inst: _Instance, check_restart: bool = False) -> None:
         inst.last_probe = self._clock.monotonic()
         if inst.transport is None:
             with contextlib.suppress(OSError):
@@ -251,6 +414,8 @@ class RtpEngineClient:
             self._mark_down(inst, f"ping failed: {exc}")
         else:
             self._mark_up(inst)
+            if check_restart:
+                await self._check_restart(inst)
 
     def _probe_soon(self, inst: _Instance) -> None:
         """Ping a down instance now unless one was sent within ``probe_interval``."""
@@ -281,11 +446,20 @@ class RtpEngineClient:
         call_id = str(call_id)
         placed = self._calls.get(call_id)
         if placed is not None:
+            if command == "delete":
+                self._ending.add(call_id)
             if placed.state == DOWN:
                 self._probe_soon(placed)
                 raise MediaUnavailable(
                     f"rtpengine {placed.name} holding call {call_id} is down")
-            reply = await self._on(placed, body, policy)
+            try:
+                reply = await self._on(placed, body, policy)
+            except NgUnknownCall as exc:
+                if command != "delete" and call_is_gone(exc) and self._calls.get(call_id):
+                    # A live call the instance does not know: it lost it (a restart?). The
+                    # sweep reports this call and every other one it lost, counted once.
+                    self._verify_soon(placed, f"{command} answered {exc.reason!r}")
+                raise
             if command == "delete":
                 self.forget(call_id)
             return reply
@@ -385,6 +559,8 @@ class RtpEngineClient:
         if len(self._calls) > self._max_calls:
             old_id, old = self._calls.popitem(last=False)
             old.calls -= 1
+            self._ending.discard(old_id)
+            self._reported.pop(old_id, None)
             log.warning("rtpengine call map full; forgetting the oldest call",
                         call_id=old_id, limit=self._max_calls)
 
@@ -393,6 +569,9 @@ class RtpEngineClient:
         inst = self._calls.pop(call_id, None)
         if inst is not None:
             inst.calls -= 1
+        self._reported.pop(call_id, None)
+        self._ending.discard(call_id)
 
 
-__all__ = ["DOWN", "UNKNOWN", "UP", "InstanceStatus", "RtpEngineClient"]
+__all__ = ["DOWN", "UNKNOWN", "UP", "InstanceStatus", "LostListener", "RtpEngineClient",
+           "call_is_gone", "uptime_of"]

@@ -278,8 +278,8 @@ async def test_concurrent_first_commands_open_once() -> None:
     try:
         replies = await asyncio.gather(*(client.command({"command": "ping"}) for _ in range(10)))
         assert replies == [{"result": "pong"}] * 10
-        assert len(peer.seen) == 11  # one start-up ping, ten commands
-        assert len(set(peer.seen)) == 11  # every command had its own cookie
+        assert len(peer.seen) == 12  # start-up ping and statistics (uptime), ten commands
+        assert len(set(peer.seen)) == 12  # every command had its own cookie
     finally:
         await client.close()
         assert peer.transport is not None
