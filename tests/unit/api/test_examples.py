@@ -12,8 +12,8 @@ EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
 
 def _env_file() -> dict[str, str]:
     out = {}
-    for line in (EXAMPLES / "dragonpbx.env").read_text().splitlines():
-        line = line.strip()
+    for raw in (EXAMPLES / "dragonpbx.env").read_text().splitlines():
+        line = raw.strip()
         if line and not line.startswith("#"):
             key, _, value = line.partition("=")
             out[key] = value

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import engine.api.routes  # noqa: F401 - declares the routes
 from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate
 
+import engine.api.routes  # noqa: F401 - declares the routes
 from engine.api.openapi import ROUTES, build_document, response_schema
 
 
