@@ -156,7 +156,7 @@ def test_registrations_listed_from_redis_with_pagination(pbx: Pbx, api: ApiCheck
         page = api.call("GET", "/api/v1/registrations",
                         params={"domain": DOMAIN, "limit": "1", "cursor": cursor}).json()
         pages += 1
-        assert len(page["items"]) <= 1 + 1  # one SCAN step may add one more
+        assert len(page["items"]) <= 4  # a SCAN step returns a bucket: a few keys at most
         seen += [r["user"] for r in page["items"]]
         for r in page["items"]:
             assert r["domain"] == DOMAIN and r["transport"] == "udp" and 0 < r["ttl"] <= 300
@@ -164,7 +164,8 @@ def test_registrations_listed_from_redis_with_pagination(pbx: Pbx, api: ApiCheck
         if page["next"] is None:
             break
         cursor = page["next"]
-    assert sorted(seen) == ["alice", "bob", "carol"], seen
+    # SCAN may repeat a key when Redis rehashes meanwhile (never misses one)
+    assert sorted(set(seen)) == ["alice", "bob", "carol"], seen
     assert pages >= 2
     only = api.call("GET", "/api/v1/registrations",
                     params={"domain": DOMAIN, "user": "bob", "limit": "100"}).json()
@@ -175,7 +176,7 @@ def test_registrations_listed_from_redis_with_pagination(pbx: Pbx, api: ApiCheck
                         params={"domain": DOMAIN, "user": "bob", "cursor": cursor}).json()
         users += [r["user"] for r in more["items"]]
         cursor = more["next"] or ""
-    assert users == ["bob"]
+    assert set(users) == {"bob"}
     api.call("GET", "/api/v1/registrations", params={"limit": "0"}, expect=400)
 
 
