@@ -4,9 +4,8 @@ Start order (``build_components``) is dependency order: configuration, state
 store, webhooks, media, machines, SIP, trunk registrations, HTTP API (when
 ``WEBPORT`` is not 0; with it the metrics hooks are wired into the SIP core,
 the runtime, the webhook client and the RTPEngine client); shutdown runs in
-reverse. Every
-component adds what it owns to the shared ``Services`` object, which is what
-actions see as ``ctx.services``.
+reverse. Every component adds what it owns to the shared ``Services`` object,
+which is what actions see as ``ctx.services``.
 """
 
 from __future__ import annotations
