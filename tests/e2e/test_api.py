@@ -322,6 +322,35 @@ def _events(hooks: WebhookServer) -> list[str]:
     return [r.json["event"] for r in hooks.requests("/apistatus")]
 
 
+def test_call_waiting_for_its_callhook_is_hung_up_with_480(
+        pbx: Pbx, api: ApiCheck, webhooks: WebhookServer,
+        sipp_servers: list[SippServer]) -> None:
+    webhooks.reply("/apistatus", json={"ok": True})
+    register(pbx, "alice")
+    webhooks.reply("/apicall", delay=2.5, json=[{"verb": "response", "code": 486}])
+    caller = start_sipp(scenario_with("call_uac_expect", code=480), remote=pbx.address,
+                        media=True, timeout=60, keys={"domain": DOMAIN, "caller": "alice"},
+                        extra=["-s", "1002", "-au", "alice", "-ap", "secret", "-m", "1"])
+    sipp_servers.append(caller)
+
+    def waiting() -> dict[str, Any] | None:
+        call = _find_call(api)
+        if call and _instance_state(call, "inbound_call") == "fetching_script":
+            return call
+        return None
+
+    wait_until(lambda: waiting() is not None, 10, "a call waiting for its CallHook")
+    call = waiting()
+    assert call is not None
+    api.call("DELETE", f"/api/v1/calls/{call['call_id']}", expect=202,
+             template="/api/v1/calls/{call_id}")
+    assert caller.wait(20).rc == 0, caller.messages[-3000:]  # 480, not the script's 486
+    wait_until(lambda: "api:hangup" in _events(webhooks), 10, "api:hangup StatusHook event")
+    ended = api.call("GET", f"/api/v1/calls/{call['call_id']}",
+                     template="/api/v1/calls/{call_id}").json()
+    assert ended["outcome"] == "rejected (done)"
+
+
 def test_unknown_call_is_404_everywhere(pbx: Pbx, api: ApiCheck) -> None:
     for method, suffix in (("GET", ""), ("GET", "/diagram.svg"), ("DELETE", "")):
         body = api.call(method, f"/api/v1/calls/no-such-call{suffix}", expect=404,
