@@ -120,7 +120,11 @@ def services(config: dict, *, env: dict[str, str] | None = None, webhooks: bool 
                       "RTPENGINE_HOST": f"127.0.0.1:{ng}", "SIP_HOST": "127.0.0.1",
                       "SIP_PORT": str(sip_port), "LOGLEVEL": loglevel,
                       "NONCE_SECRET": "bench", "FILE_PATH": str(workdir),
-                      **(env or {})}
+                      # the HTTP API is off unless a bench asks (WEBPORT=auto: a free port);
+                      # benches run beside other daemons, so never the default port
+                      "WEBPORT": "0", **(env or {})}
+        if daemon_env["WEBPORT"] == "auto":
+            daemon_env["WEBPORT"] = str(free_port())
         daemon = spawn("pbx", [sys.executable, "-m", "engine", "run"], workdir, daemon_env)
         procs.append(daemon)
         wait_for(lambda: b'"ready"' in daemon.log.read_bytes() or daemon.proc.poll() is not None,
@@ -128,7 +132,8 @@ def services(config: dict, *, env: dict[str, str] | None = None, webhooks: bool 
         if daemon.proc.poll() is not None:
             raise RuntimeError(daemon.log.read_text()[-3000:])
         yield {"workdir": workdir, "sip": f"127.0.0.1:{sip_port}", "daemon": daemon,
-               "redis_port": redis_port, "ng": ng}
+               "redis_port": redis_port, "ng": ng,
+               "web_port": int(daemon_env["WEBPORT"])}
     finally:
         for p in reversed(procs):
             p.stop()

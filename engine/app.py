@@ -2,9 +2,10 @@
 
 Components start in dependency order (configuration, state store, webhooks,
 media, machines, SIP, trunk registrations, HTTP API); one ``ready`` line is
-logged when everything serves. SIGTERM/SIGINT drain: every component refuses
-new work (new INVITEs get 503), live work may finish for
-``SHUTDOWN_GRACE_SECS``, then components stop in reverse order (trunk
+logged when everything serves, and systemd is told (``READY=1`` through
+``NOTIFY_SOCKET``; ``STOPPING=1`` when draining, ``RELOADING=1`` on reload).
+SIGTERM/SIGINT drain: every component refuses new work (new INVITEs get 503),
+live work may finish for ``SHUTDOWN_GRACE_SECS``, then components stop in reverse order (trunk
 registrations send ``Expires: 0``) and the process exits 0. SIGHUP reloads
 configuration and machines.
 """
@@ -22,6 +23,7 @@ from typing import Any
 from engine.errors import ConfigError, DefinitionError, EngineError
 from engine.fdlimit import raise_nofile_limit
 from engine.log import configure, get_logger
+from engine.sdnotify import monotonic_usec, notify
 from engine.settings import Settings, load_settings
 
 log = get_logger("engine.app")
@@ -47,6 +49,12 @@ class Component:
         return None
 
     async def reload(self) -> None:
+        """Re-read what this component loads; raise ``EngineError`` (after logging it) to
+        report a refused reload — the previous state stays."""
+        return None
+
+    def attach(self, app: App) -> None:
+        """Told the ``App`` it belongs to (the HTTP API triggers reloads through it)."""
         return None
 
     def summary(self) -> dict[str, Any]:
@@ -61,6 +69,9 @@ class App:
         self._reload_requested = False
         self.started: list[Component] = []
         self.draining = False
+        self._reloading = asyncio.Lock()
+        for component in components:
+            component.attach(self)
 
     async def start(self) -> None:
         for component in self.components:
@@ -79,6 +90,7 @@ class App:
         gc.freeze()
         gc.set_threshold(50_000, 20, 20)
         log.milestone("ready", **summary)
+        notify("READY=1", "STATUS=serving")
 
     async def _stop_started(self) -> None:
         for component in reversed(self.started):
@@ -91,13 +103,23 @@ class App:
     def request_stop(self) -> None:
         self._stop.set()
 
-    async def reload(self) -> None:
-        log.info("reloading configuration and machines")
-        for component in self.started:
-            try:
-                await component.reload()
-            except Exception as exc:
-                log.error("reload failed", component=component.name, error=repr(exc))
+    async def reload(self) -> list[Exception]:
+        """SIGHUP and ``POST /api/v1/reload``: every component reloads; returns the
+        refusals (empty: all reloaded). One reload at a time."""
+        async with self._reloading:
+            log.info("reloading configuration and machines")
+            notify("RELOADING=1", monotonic_usec())
+            failures: list[Exception] = []
+            for component in self.started:
+                try:
+                    await component.reload()
+                except EngineError as exc:  # the component logged why
+                    failures.append(exc)
+                except Exception as exc:
+                    log.error("reload failed", component=component.name, error=repr(exc))
+                    failures.append(exc)
+            notify("READY=1", "STATUS=serving")
+            return failures
 
     async def serve(self, install_signals: bool = True) -> None:
         """Start, serve until SIGTERM/SIGINT (or ``request_stop``), then drain and stop."""
@@ -115,6 +137,7 @@ class App:
         self.draining = True
         grace = self.settings.shutdown_grace_secs
         log.milestone("draining", grace_secs=grace)
+        notify("STOPPING=1")
         for component in self.started:
             component.refuse_new_work()
         deadline = asyncio.get_running_loop().time() + grace

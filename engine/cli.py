@@ -18,7 +18,7 @@ from engine import __version__
 from engine.errors import ConfigError, DefinitionError
 
 # Sub-commands that live with their component: each module has register(subparsers).
-_EXTENSION_MODULES: tuple[str, ...] = ("engine.config.cli", "engine.abuse.cli")
+_EXTENSION_MODULES: tuple[str, ...] = ("engine.config.cli", "engine.abuse.cli", "engine.api.cli")
 
 
 # --------------------------------------------------------------------------- validate
@@ -144,6 +144,8 @@ def cmd_settings(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 2
+    print("# settings from this command's environment, not read from a running daemon",
+          file=sys.stderr)
     print(json.dumps(settings.redacted(), indent=2, default=str))
     return 0
 
@@ -215,9 +217,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--trace", help="JSON trace file whose path to highlight")
     p.set_defaults(func=cmd_render)
 
-    p = sub.add_parser("settings", help="print the effective settings (secrets redacted)",
-                       description="Parse the environment like the daemon does and print "
-                       "the result; --markdown prints the table of every variable.")
+    p = sub.add_parser("settings", help="print the settings THIS environment gives "
+                       "(secrets redacted); not a running daemon's",
+                       description="Parse this command's own environment like the daemon "
+                       "does and print the result. It does not ask a running daemon: a "
+                       "daemon started with another environment (systemd EnvironmentFile) "
+                       "may differ. --markdown prints the table of every variable.")
     p.add_argument("--markdown", action="store_true", help="the README's variable table")
     p.set_defaults(func=cmd_settings)
 

@@ -1,9 +1,11 @@
 """The daemon's components, each wiring one adapter from settings into ``Services``.
 
 Start order (``build_components``) is dependency order: configuration, state
-store, webhooks, media, machines, SIP; shutdown runs in reverse. Every
-component adds what it owns to the shared ``Services`` object, which is what
-actions see as ``ctx.services``.
+store, webhooks, media, machines, SIP, trunk registrations, HTTP API (when
+``WEBPORT`` is not 0; with it the metrics hooks are wired into the SIP core,
+the runtime, the webhook client and the RTPEngine client); shutdown runs in
+reverse. Every component adds what it owns to the shared ``Services`` object,
+which is what actions see as ``ctx.services``.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ class Services:
     trunks: Any = None
     health: Health = field(default_factory=Health)
     abuse: Any = None  # engine.abuse.guard.AbuseGuard
+    metrics: Any = None  # engine.api.metrics.Metrics while the HTTP API is on
 
 
 class ConfigComponent(Component):
@@ -63,6 +66,7 @@ class ConfigComponent(Component):
         except ConfigError as exc:
             log.error("configuration reload refused; the previous configuration stays",
                       error=str(exc))
+            raise
 
     async def stop(self) -> None:
         await self.source.close()
@@ -125,9 +129,12 @@ class HooksComponent(Component):
         # one breaker per webhook URL, shared by RegHook and CallHook calls (defect 9)
         breakers = Breakers(threshold=s.hook_breaker_threshold,
                             cooldown=s.hook_breaker_cooldown, display=safe_url)
-        services.reghook = RegHook(self.client, timeout=s.reghook_timeout, breakers=breakers)
-        services.callhook = CallHook(self.client, timeout=s.callhook_timeout, breakers=breakers)
-        self.statushook = services.statushook = StatusHook.from_settings(self.client, s)
+        services.reghook = RegHook(_timed(services, self.client, "reghook"),
+                                   timeout=s.reghook_timeout, breakers=breakers)
+        services.callhook = CallHook(_timed(services, self.client, "callhook"),
+                                     timeout=s.callhook_timeout, breakers=breakers)
+        self.statushook = services.statushook = StatusHook.from_settings(
+            _timed(services, self.client, "statushook"), s)
         services.templates = CallTemplates.from_settings(s)
 
     async def stop(self) -> None:
@@ -146,6 +153,10 @@ class MediaComponent(Component):
 
         self.ringtone = check_default_ringtone(services.settings)
         self.media = services.media = RtpEngineMedia.from_settings(services.settings)
+        if services.metrics is not None:
+            from engine.api.metrics import TimedNgClient
+
+            self.media.client = TimedNgClient(self.media.client, services.metrics)
         # The client pings its instances itself; this only turns "every instance down"
         # into the rtpengine dependency's state (read-only, so it costs nothing).
         self.watcher = Watcher(services.health, RTPENGINE, self._any_instance_usable,
@@ -183,6 +194,8 @@ class MachinesComponent(Component):
         self.library = MachineLibrary(services.settings.machines_path)
         self.runtime = services.runtime = Runtime(self.library, services, services.clock,
                                                   trace_ignored=False)
+        if services.metrics is not None:
+            self.runtime.finish_observers.append(services.metrics.instance_finished)
 
     async def start(self) -> None:
         for warning in self.library.load():
@@ -194,6 +207,7 @@ class MachinesComponent(Component):
         except DefinitionError as exc:
             log.error("machine reload refused; previous versions stay",
                       findings=[str(d) for d in exc.diagnostics])
+            raise
 
     def busy(self) -> int:
         return sum(1 for i in self.runtime.live.values() if i.machine.name == "inbound_call")
@@ -222,6 +236,8 @@ class SipComponent(Component):
         from engine.transport.port import EmbeddedSipPort
 
         self.port = services.sip = EmbeddedSipPort.from_settings(settings)
+        if services.metrics is not None:
+            services.metrics.attach_sip(self.port.core)
         self.health = services.health
         self.dispatcher = services.dispatcher = SipDispatcher(services.runtime, self.port,
                                                               health=services.health)
@@ -247,7 +263,13 @@ def build_components(settings: Settings) -> list[Component]:
 
     gating = (REDIS, SIP, RTPENGINE) if settings.health_require_rtpengine else (REDIS, SIP)
     services = Services(settings, health=Health(gating))
-    return [
+    if settings.webport:
+        from engine.api.metrics import Metrics
+        from engine.api.server import check_exposure
+
+        check_exposure(settings)  # before anything starts
+        services.metrics = Metrics()
+    components: list[Component] = [
         ConfigComponent(services),
         StoreComponent(services),
         HooksComponent(services),
@@ -256,3 +278,17 @@ def build_components(settings: Settings) -> list[Component]:
         SipComponent(services),
         TrunkRegistrations(services),
     ]
+    if settings.webport:
+        from engine.api.server import ApiComponent
+
+        components.append(ApiComponent(services, services.metrics))
+    return components
+
+
+def _timed(services: Services, client: Any, hook: str) -> Any:
+    """The webhook client, timed per hook kind when metrics are on."""
+    if services.metrics is None:
+        return client
+    from engine.api.metrics import TimedHookCaller
+
+    return TimedHookCaller(client, services.metrics, hook)

@@ -244,7 +244,8 @@ VARIABLES: tuple[Variable, ...] = (
              "ng port for RTPENGINE_HOST entries without a port"),
     Variable("LOGLEVEL", "loglevel", "debug", _loglevel,
              "log level: debug, info, warn, error, fatal"),
-    Variable("WEBPORT", "webport", "2999", _int(0, 65535), "HTTP API port (0 = off)"),
+    Variable("WEBPORT", "webport", "2999", _int(0, 65535),
+             "HTTP API, /metrics and /health port on WEBHOST (0 = off)"),
     Variable("DB_HOST", "db_host", "localhost", _str, "PostgreSQL host (DATA_SOURCE=pg)"),
     Variable("DB_PORT", "db_port", "5432", _int(1, 65535), "PostgreSQL port"),
     Variable("DB_USER", "db_user", "postgres", _str, "PostgreSQL user"),
@@ -361,7 +362,8 @@ VARIABLES: tuple[Variable, ...] = (
              "name of this engine instance (owner of its Redis keys; default host-pid)",
              group="new"),
     Variable("API_TOKEN", "api_token", "", _opt_str,
-             "bearer token required by the HTTP API (unset = API only on loopback)",
+             "bearer token required by /api/v1/ (unset: no token asked, and WEBHOST must be "
+             "loopback or the daemon refuses to start)",
              group="new", secret=True),
     Variable("MACHINES_PATH", "machines_path", None, _path,
              "folder of machine definitions (default: the shipped machines)", group="new"),
@@ -432,6 +434,14 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("RTPENGINE_DELETE_RETRY_SECS", "rtpengine_delete_retry_secs", "120", _float(0),
              "how long a delete that could not reach RTPEngine is retried in the background "
              "(0 = no retry)", group="new"),
+    # --- HTTP API (issue 13): operator surface on WEBPORT
+    Variable("WEBHOST", "webhost", "127.0.0.1", _str,
+             "address the HTTP API listens on (non-loopback needs API_TOKEN)", group="new"),
+    Variable("API_RECENT_CALLS_SECS", "api_recent_calls_secs", "900", _float(0),
+             "seconds an ended call stays visible in the API with its outcome and traces",
+             group="new"),
+    Variable("API_RECENT_CALLS_MAX", "api_recent_calls_max", "1000", _int(0),
+             "most ended calls kept for the API (oldest dropped first)", group="new"),
 )
 
 @dataclass(frozen=True)
@@ -525,6 +535,10 @@ class Settings:
     # RTPEngine faults (issue 10, defect 7)
     rtpengine_ping_secs: float
     rtpengine_delete_retry_secs: float
+    # HTTP API (issue 13)
+    webhost: str
+    api_recent_calls_secs: float
+    api_recent_calls_max: int
     # which variables were set explicitly (for the secret-default warning)
     explicit: frozenset[str] = field(default=frozenset(), compare=False)
 

@@ -15,6 +15,7 @@ _MODULES = ("log", "timer", "sip", "config", "auth", "hooks", "reg", "store", "t
 def load_all() -> None:
     import_module("engine.dispatch")
     import_module("engine.trunks")
+    import_module("engine.api.events")
     for name in _MODULES:
         import_module(f"engine.actions.{name}")
 

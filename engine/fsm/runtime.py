@@ -500,6 +500,8 @@ class Runtime:
         # one debug line per transition ("watch a call's path" in the logs)
         self.log_transitions = _log.is_enabled(logging.DEBUG)
         self._background: set[asyncio.Task[Any]] = set()
+        # told about every instance that ends (metrics, the API's recent calls)
+        self.finish_observers: list[Callable[[Instance], None]] = []
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
@@ -538,6 +540,8 @@ class Runtime:
     def forget(self, inst: Instance) -> None:
         if self.live.pop(inst.id, None) is not None:
             self.finished_count += 1
+            for observer in self.finish_observers:
+                observer(inst)
 
     def find(self, instance_id: str) -> Instance | None:
         return self.live.get(instance_id)

@@ -23,7 +23,7 @@ See :mod:`engine.sip.effects` for what each effect asks of the driver.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Hashable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 
 from engine.ports import Peer
 from engine.sip.builders import (
@@ -65,6 +65,14 @@ from engine.sip.transaction import (
 _URI_SCHEMES = frozenset({"sip", "sips", "tel"})
 
 
+def _ignore(method: str) -> None:
+    return None
+
+
+def _ignore_response(request: SipRequest | None, status: int) -> None:
+    return None
+
+
 class EndpointCore:
     """Sans-I/O SIP transaction layer. See the module docstring.
 
@@ -99,6 +107,9 @@ class EndpointCore:
         self._timers: dict[int, tuple[Transaction, str]] = {}
         self._tx_ids = itertools.count(1)
         self._timer_ids = itertools.count(1)
+        # metrics hooks (set by the HTTP API's metrics; no-ops otherwise)
+        self.count_request: Callable[[str], None] = _ignore
+        self.count_response: Callable[[SipRequest | None, int], None] = _ignore_response
 
     # ------------------------------------------------------------------ introspection
 
@@ -228,6 +239,7 @@ class EndpointCore:
         if len(self._server) >= self.max_server_transactions:
             return self._stateless(req, 503, source, flow, [("Retry-After", "5")])
         tx = self._new_server_tx(req, key, via, source, flow)
+        self.count_request(method)
         if method == "CANCEL":
             self._on_cancel(req, tx, out)
             return out
@@ -380,6 +392,7 @@ class EndpointCore:
 
     def _send_response(self, tx: ServerTransaction, resp: SipResponse,
                        out: list[Effect]) -> None:
+        self.count_response(tx.request, resp.status)
         tx.send_response(resp, resp.to_bytes(), self, out)
         if tx.state == ACCEPTED and tx.ack_key is None:
             req = tx.request

@@ -107,6 +107,7 @@ class _WatchedClient(RespClient):
 
     _dependency: Dependency | None = None
     _watcher: Watcher | None = None
+    errors = 0  # commands that failed to reach Redis (dragonpbx_redis_errors_total)
 
     def watch(self, dependency: Dependency, watcher: Watcher) -> None:
         self._dependency, self._watcher = dependency, watcher
@@ -120,6 +121,7 @@ class _WatchedClient(RespClient):
         try:
             return await super().send(*args, **kwargs)
         except StoreError as exc:
+            self.errors += 1
             if not self._closed and self._watcher is not None:
                 self._watcher.health.report(REDIS, False, str(exc))
                 self._watcher.poke()  # confirm (or clear) it with a PING now
@@ -240,6 +242,19 @@ class RedisStore:
         deleted = await self._delete_if_owner(keys=[regtrunk_key(domain, reg_id)],
                                               args=[owner])
         return bool(deleted)
+
+    # ------------------------------------------------------------------ listing (HTTP API)
+
+    async def scan(self, cursor: str, match: str, count: int) -> tuple[str, list[str]]:
+        """One ``SCAN`` step: the next cursor ("0" = done) and the keys matching ``match``."""
+        next_cursor, keys = await self._client.execute("SCAN", cursor, "MATCH", match,
+                                                       "COUNT", count)
+        return str(next_cursor), [str(k) for k in keys]
+
+    @property
+    def errors(self) -> int:
+        """Commands that failed to reach Redis since start."""
+        return self._client.errors
 
     # ------------------------------------------------------------------ helpers
 
