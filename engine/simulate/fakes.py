@@ -52,6 +52,8 @@ class FakeRequest:
         self.cancel_callbacks: list[Any] = []
         self._on_reply = on_reply
         self._cancelled = False
+        self.dialog: FakeDialog | None = None  # set when answered
+        self.dialog_record: Recorder = _nothing  # what the answered dialog sends
 
     @property
     def final_sent(self) -> bool:
@@ -96,7 +98,9 @@ class FakeRequest:
 
     async def answer(self, *, sdp: bytes, headers: Any = ()) -> FakeDialog:
         await self.reply(200, "OK", headers=headers, body=sdp, content_type="application/sdp")
-        return FakeDialog(self.call_id, local_sdp=sdp, remote_sdp=self.body or None)
+        self.dialog = FakeDialog(self.call_id, local_sdp=sdp, remote_sdp=self.body or None,
+                                 party="caller", record=self.dialog_record)
+        return self.dialog
 
     @property
     def status(self) -> int:
@@ -110,7 +114,10 @@ class FakeDialog:
     """An established dialog; in-dialog requests it would send are only recorded."""
 
     def __init__(self, call_id: str, *, local_sdp: bytes | None = None,
-                 remote_sdp: bytes | None = None, remote_tag: str = "sim-remote"):
+                 remote_sdp: bytes | None = None, remote_tag: str = "sim-remote",
+                 party: str = "caller", record: Recorder = _nothing):
+        self.party = party  # whose dialog: "caller" (A leg) or "callee" (a B leg)
+        self._record = record
         self.id = f"{call_id};sim"
         self.call_id = call_id
         self.local_tag = "sim-local"
@@ -121,20 +128,25 @@ class FakeDialog:
         self.listeners: dict[str, Any] = {}
         self.sent: list[str] = []
 
+    def _send(self, method: str) -> None:
+        self.sent.append(method)
+        self._record({"sip_request": {"method": method, "uri": f"({self.party} dialog)",
+                                      "by": current_action(), "outcome": "default"}})
+
     async def ack(self, *, sdp: bytes | None = None) -> None:
-        self.sent.append("ACK")
+        self._send("ACK")
 
     async def bye(self, *, headers: Any = ()) -> None:
-        self.sent.append("BYE")
+        self._send("BYE")
         self.connected = False
 
     async def reinvite(self, *, sdp: bytes | None, headers: Any = ()) -> SipResponse:
-        self.sent.append("INVITE")
+        self._send("INVITE")
         return SipResponse(200, "OK", body=self.local_sdp or b"")
 
     async def request(self, method: str, *, headers: Any = (), body: bytes = b"",
                       content_type: str | None = None) -> SipResponse:
-        self.sent.append(method)
+        self._send(method)
         return SipResponse(200, "OK")
 
     def on(self, event: str, callback: Any) -> None:
@@ -156,7 +168,8 @@ class FakeClientLeg:
     """An outgoing INVITE that ends as the script says (default: 200 with an SDP)."""
 
     def __init__(self, uri: str, outcome: dict[str, Any], call_id: str,
-                 on_provisional: Any):
+                 on_provisional: Any, port: FakeSipPort):
+        self.port = port
         self.uri = uri
         self.call_id = call_id
         self.from_tag = "sim-from"
@@ -183,7 +196,10 @@ class FakeClientLeg:
         if status >= 300:
             raise SipError(status, str(outcome.get("reason", "")), response_from(outcome))
         sdp = outcome.get("sdp", "v=0\r\no=- 1 1 IN IP4 192.0.2.99\r\ns=-\r\n")
-        return FakeDialog(self.call_id, remote_sdp=sdp.encode())
+        dialog = FakeDialog(self.call_id, remote_sdp=sdp.encode(), party="callee",
+                            record=self.port.record)
+        self.port.dialogs.append(dialog)
+        return dialog
 
 
 @dataclass
@@ -193,6 +209,7 @@ class FakeSipPort:
     outcomes: Outcomes
     record: Recorder = _nothing
     sent: list[dict[str, Any]] = field(default_factory=list)
+    dialogs: list[FakeDialog] = field(default_factory=list)  # answered B legs
 
     def on_request(self, method: str, handler: Any) -> None:
         return None
@@ -223,7 +240,7 @@ class FakeSipPort:
         outcome = self.outcomes.take("sip", "INVITE")
         self._note("INVITE", uri, outcome)
         return FakeClientLeg(uri, outcome or {"status": 200}, f"sim-b-{len(self.sent)}",
-                             on_provisional)
+                             on_provisional, self)
 
 
 # --------------------------------------------------------------------------- hooks
@@ -256,7 +273,8 @@ class ScriptedCaller:
         self.calls.append((url, json.loads(json.dumps(payload))))
         outcome = self.outcomes.take("hook", url)
         self.record({"hook": {"url": url, "by": current_action(),
-                              "outcome": outcome if outcome is not None else "default"}})
+                              "outcome": outcome if outcome is not None else "default",
+                              "payload": self.calls[-1][1]}})
         if outcome is not None:
             return hook_reply_from(outcome)
         reply = self.replies.get(url)
@@ -302,18 +320,25 @@ class RecordingStatusHook:
 class FakeMedia:
     """Records MediaPort calls; ``{error: msg}`` outcomes make one fail."""
 
-    def __init__(self, outcomes: Outcomes | None = None) -> None:
+    def __init__(self, outcomes: Outcomes | None = None, record: Recorder = _nothing) -> None:
         self.calls: list[tuple[str, dict[str, Any]]] = []
         self.outcomes = outcomes or Outcomes()
+        self._record = record
+
+    def _note(self, name: str, outcome: dict[str, Any] | None) -> None:
+        self._record({"media": {"op": name, "by": current_action(),
+                                "outcome": outcome if outcome is not None else "default"}})
 
     def _fail_if_scripted(self, name: str) -> dict[str, Any] | None:
         outcome = self.outcomes.take("media", f"media.{name}")
+        self._note(name, outcome)
         if outcome is not None and outcome.get("error"):
             raise MediaError(str(outcome["error"]))
         return outcome
 
     async def delete(self, **kw: Any) -> None:
         self.calls.append(("delete", kw))
+        self._note("delete", None)
 
     async def resolve(self, url: str) -> str:
         self.calls.append(("resolve", {"url": url}))

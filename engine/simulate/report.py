@@ -7,8 +7,6 @@ from typing import Any
 
 from engine.fsm.definition import ALWAYS_EVENT
 
-_INDENT = " " * 26
-
 
 def _compact(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(", ", ": "), sort_keys=False)
@@ -44,7 +42,7 @@ def _port_line(item: dict[str, Any]) -> str:
         if item["headers"]:
             text += "   " + "; ".join(f"{k}: {v}" for k, v in item["headers"])
         return text
-    if kind == "hook":
+    if kind == "hook":  # the payload is in --json only (long; the action params say why)
         outcome = item["outcome"]
         shown = "no reply scripted (unreachable)" if outcome == "default" else _compact(outcome)
         return f"webhook POST {item['url']} ⇒ {shown}   (by {item['by']})"
@@ -52,8 +50,15 @@ def _port_line(item: dict[str, Any]) -> str:
         outcome = item["outcome"]
         shown = "default answer" if outcome == "default" else _compact(outcome)
         return f"sends {item['method']} {item['uri']} ⇒ {shown}   (by {item['by']})"
+    if kind == "media":
+        outcome = item["outcome"]
+        shown = "" if outcome == "default" else f" ⇒ {_compact(outcome)}"
+        return f"media {item['op']}{shown}   (by {item['by']})"
     if kind == "statushook":
         return f"statushook {item['event']}"
+    if kind == "log":
+        fields = " ".join(f"{k}={v}" for k, v in item["fields"].items())
+        return f"log {item['level']} {item['msg']}" + (f"   {fields}" if fields else "")
     return _compact(item)
 
 
@@ -65,15 +70,17 @@ def format_report(result: dict[str, Any], *, header: bool = True) -> str:
         out.append(f"simulate {result['machine']}@{result['version']}   "
                    f"script {result['script']}")
         out.append("")
-    out.append(f"{'TIME':>8}  {'WHO':<16}  WHAT")
+    width = max([len(i["instance"]) for i in result["instances"]] + [3])
+    indent = " " * (12 + width)
+    out.append(f"{'TIME':>8}  {'WHO':<{width}}  WHAT")
     for item in result["journal"]:
         t = f"{item['t']:8.3f}"
         if item["kind"] == "step":
             lines = _step_lines(item)
-            out.append(f"{t}  {item['instance']:<16}  {lines[0]}")
-            out += [f"{_INDENT}    {line}" for line in lines[1:]]
+            out.append(f"{t}  {item['instance']:<{width}}  {lines[0]}")
+            out += [f"{indent}  {line}" for line in lines[1:]]
         else:
-            out.append(f"{t}  {'':<16}  {_port_line(item)}")
+            out.append(f"{t}  {'':<{width}}  {_port_line(item)}")
     out.append("")
     out.append("instances:")
     for inst in result["instances"]:

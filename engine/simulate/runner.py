@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 import random
+import re
 import uuid
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -21,6 +24,7 @@ from typing import Any
 from engine.fsm import Instance, MachineLibrary, Runtime
 from engine.fsm.compile import BoundCall
 from engine.fsm.trace import Trace, TraceEntry
+from engine.log import redact
 from engine.ports import Binding
 from engine.simulate.fakes import FakeRequest
 from engine.simulate.outcomes import Outcomes, _current_action
@@ -45,6 +49,22 @@ def jsonable(value: Any) -> Any:
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
     return repr(value)
+
+
+def shown_params(params: Any) -> dict[str, Any]:
+    """An action's parameters as the machine file gives them: those left at their
+    default are omitted (so a row reads like the YAML line)."""
+    if not dataclasses.is_dataclass(params) or isinstance(params, type):
+        return {}
+    out = {}
+    for f in dataclasses.fields(params):
+        value = getattr(params, f.name)
+        if f.default is not dataclasses.MISSING and value == f.default:
+            continue
+        if f.default_factory is not dataclasses.MISSING and value == f.default_factory():
+            continue
+        out[f.name] = jsonable(value)
+    return out
 
 
 class Journal:
@@ -94,6 +114,43 @@ class Journal:
         return out
 
 
+# Log fields that measure real time differ between runs; they are left out of the journal.
+_VOLATILE_FIELD = re.compile(r"duration|elapsed|latency|took|_ms$|_us$|_secs?$")
+
+
+class _JournalLogs(logging.Handler):
+    """The engine's log lines (info and up) during a run become journal items: a
+    machine's log.* actions and the summary lines are part of what an operator checks."""
+
+    def __init__(self, journal: Journal):
+        super().__init__(logging.INFO)
+        self.journal = journal
+
+    def emit(self, record: logging.LogRecord) -> None:
+        fields = redact(getattr(record, "fields", None) or {})
+        shown = {k: v if isinstance(v, (bool, int, float, str, type(None))) else str(v)
+                 for k, v in fields.items() if not _VOLATILE_FIELD.search(k)}
+        self.journal.note({"kind": "log", "level": record.levelname.lower(),
+                           "logger": record.name, "msg": record.getMessage(), "fields": shown})
+
+
+@contextmanager
+def journaled_logs(journal: Journal) -> Iterator[None]:
+    """Route the ``engine`` loggers into ``journal`` (and not to stderr) meanwhile."""
+    logger = logging.getLogger("engine")
+    handler = _JournalLogs(journal)
+    saved = (logger.level, logger.propagate)
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(saved[0])
+        logger.propagate = saved[1]
+
+
 class _JournalTrace(Trace):
     __slots__ = ("_instance", "_journal")
 
@@ -114,7 +171,7 @@ class _RecordingInstance(Instance):
     __slots__ = ()
 
     async def _call(self, call: BoundCall, entry: TraceEntry) -> bool:
-        record: dict[str, Any] = {"action": call.name, "params": jsonable(call.params)}
+        record: dict[str, Any] = {"action": call.name, "params": shown_params(call.params)}
         self.runtime.journal.action(entry, record)
         previous = _current_action.get()
         _current_action.set(call.name)
@@ -179,11 +236,17 @@ class Simulation:
             self.journal.note({"kind": "hook", **item["hook"]})
         elif "sip_request" in item:
             self.journal.note({"kind": "sip_request", **item["sip_request"]})
+        elif "media" in item:
+            self.journal.note({"kind": "media", **item["media"]})
         elif "statushook" in item:
             self.journal.note({"kind": "statushook", "event": item["statushook"]})
 
     # ------------------------------------------------------------------ running
     async def run(self) -> None:
+        with journaled_logs(self.journal):
+            await self._run()
+
+    async def _run(self) -> None:
         random.seed(self.script.seed)
         await self._seed_store()
         for i, step in enumerate(self.script.steps):
@@ -197,6 +260,8 @@ class Simulation:
                 await self._event(step["event"], step.get("data"), ("steps", i, "event"))
             elif "advance" in step:
                 await self.advance(float(step["advance"]))
+            elif "hangup" in step:
+                await self._hangup(step["hangup"], ("steps", i, "hangup"))
             elif step.get("cancel"):
                 if not self.requests:
                     raise ScriptError(("steps", i, "cancel"), "no request to cancel")
@@ -224,6 +289,7 @@ class Simulation:
             req = FakeRequest(text, source=source, on_reply=self._record)
         except Exception as exc:  # the SIP parser's verdict on a script's raw text
             raise ScriptError(path, f"not a valid SIP request: {exc}") from None
+        req.dialog_record = self._record
         self.requests.append(req)
         self.journal.note({"kind": "request", "method": req.method, "uri": req.uri,
                            "call_id": req.call_id})
@@ -231,6 +297,31 @@ class Simulation:
         if req.method == "INVITE":
             req.on_cancel(lambda: inst.post("sip.cancel"))
         await inst.send("start")
+
+    async def _hangup(self, party: str, path: tuple[str | int, ...]) -> None:
+        """The caller or the (last answered) callee sends BYE in its dialog."""
+        if party == "caller":
+            dialogs = [r.dialog for r in self.requests if r.dialog is not None]
+        else:
+            dialogs = list(self.services.sip.dialogs)
+        if not dialogs:
+            raise ScriptError(path, f"no answered {party} dialog to hang up")
+        dialog = dialogs[-1]
+        listener = dialog.listeners.get("bye")
+        if listener is None:
+            raise ScriptError(path, f"nothing listens for BYE on the {party}'s dialog")
+        n = len(self.requests) + 1
+        bye = FakeRequest(
+            f"BYE sip:pbx@198.51.100.1 SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.10:5072;branch="
+            f"z9hG4bK-sim{n}\r\nFrom: <sip:{party}@sim.invalid>;tag=sim-remote\r\n"
+            f"To: <sip:pbx@198.51.100.1>;tag=sim-local\r\nCall-ID: {dialog.call_id}\r\n"
+            f"CSeq: {n} BYE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
+            on_reply=self._record)
+        self.journal.note({"kind": "request", "method": "BYE", "uri": f"({party} dialog)",
+                           "call_id": dialog.call_id})
+        outcome = listener(bye)
+        if asyncio.iscoroutine(outcome):
+            await outcome
 
     async def _event(self, name: str, data: dict[str, Any] | None,
                      path: tuple[str | int, ...]) -> None:

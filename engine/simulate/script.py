@@ -21,7 +21,7 @@ from engine.fsm.yamlload import LoadedDocument, load_yaml
 from engine.paths import schema_path
 from engine.simulate.defaults import DEFAULT_CONFIG
 
-STEP_KINDS = ("request", "event", "advance", "cancel")
+STEP_KINDS = ("request", "event", "advance", "cancel", "hangup")
 
 
 @cache
@@ -67,8 +67,12 @@ def _schema_findings(doc: LoadedDocument) -> None:
                 continue
         message = err.message
         if err.validator == "oneOf" and err.context:
-            best = jsonschema.exceptions.best_match(err.context)
-            message = best.message if best is not None else message
+            # "is not of type 'string'" about the raw-text alternative helps nobody when
+            # a mapping was given: report what is wrong inside the mapping instead
+            relevant = [e for e in err.context if e.validator != "type"] or err.context
+            best = jsonschema.exceptions.best_match(relevant)
+            if best is not None:
+                message, path = best.message, tuple(best.absolute_path)
         doc.diag("E002", path, message)
 
 
