@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,11 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         return 2
     except KeyError as exc:  # a machine refers to another that is missing
         print(exc.args[0] if exc.args else exc, file=sys.stderr)
+        return 2
+    except Exception:  # an engine defect the scenario uncovered: show it, exit cleanly
+        traceback.print_exc()
+        print("simulation failed: an error inside the engine (above), not in the script",
+              file=sys.stderr)
         return 2
     if args.svg:
         _render_path(result, Path(args.svg), args.machines, render)

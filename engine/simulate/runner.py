@@ -252,6 +252,9 @@ class Simulation:
         for i, step in enumerate(self.script.steps):
             if "at" in step:
                 ahead = step["at"] - (self.services.clock.time() - self.journal.t0)
+                if ahead < -1e-9:
+                    raise ScriptError(("steps", i, "at"), f"time goes forward only: it is "
+                                      f"already {self.journal.now():g} s")
                 if ahead > 0:
                     await self.advance(ahead)
             if "request" in step:
@@ -378,6 +381,9 @@ class Simulation:
                 break
             clock.advance(max(0.0, deadline - clock.monotonic()))
             await self.settle()
+        else:
+            raise ScriptError(("steps",), f"more than {MAX_TIMER_FIRINGS} timer deadlines "
+                              f"within {seconds:g} s: does a machine re-arm a timer of 0 s?")
         clock.advance(max(0.0, target - clock.monotonic()))
         await self.settle()
 

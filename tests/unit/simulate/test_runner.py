@@ -116,3 +116,40 @@ def test_the_unit_harness_loads_machines_from_machines_path(
     assert harness.library().get("registration").version.startswith("99+")
     monkeypatch.delenv("MACHINES_PATH")
     assert harness.library().get("registration").version.startswith("1+")
+
+
+def test_a_raw_sip_request_is_accepted_with_its_source() -> None:
+    result = run("""
+steps:
+  - source: 192.0.2.77:5080/tcp
+    request: |
+      REGISTER sip:pbx.test SIP/2.0
+      Via: SIP/2.0/TCP 192.0.2.77:5080;branch=z9hG4bK-raw1
+      From: <sip:alice@pbx.test>;tag=r1
+      To: <sip:alice@pbx.test>
+      Call-ID: raw-1@192.0.2.77
+      CSeq: 1 REGISTER
+      Contact: <sip:alice@192.0.2.77:5080;transport=tcp>
+      Max-Forwards: 70
+      Content-Length: 0
+
+""", "registration")
+    assert result["replies"] == [401]
+    assert [i["call_id"] for i in result["journal"] if i["kind"] == "request"] == [
+        "raw-1@192.0.2.77"]
+
+
+def test_the_json_result_carries_the_webhook_payload() -> None:
+    script = ROOT / "tests/unit/machines/golden/registration/reghook_grant.yaml"
+    result = asyncio.run(simulate(load_script(script)))
+    (hook,) = [i for i in result["journal"] if i["kind"] == "hook"]
+    assert hook["by"] == "hooks.reghook" and hook["url"] == "http://hooks/reg"
+    assert hook["payload"]["username"] == "2001" and hook["payload"]["realm"] == "pbx.test"
+
+
+def test_time_going_backwards_is_a_script_error() -> None:
+    from engine.simulate.requests import ScriptError
+
+    with pytest.raises(ScriptError) as err:
+        run(TRUNK + "steps:\n  - {advance: 10}\n  - {at: 5, event: start}\n")
+    assert err.value.path == ("steps", 1, "at") and "already 10 s" in str(err.value)
