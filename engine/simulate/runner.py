@@ -18,7 +18,7 @@ from collections import Counter
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from types import MappingProxyType
+from types import MappingProxyType, SimpleNamespace
 from typing import Any
 
 from engine.fsm import Instance, MachineLibrary, Runtime
@@ -52,18 +52,16 @@ def jsonable(value: Any) -> Any:
 
 
 def shown_params(params: Any) -> dict[str, Any]:
-    """An action's parameters as the machine file gives them: those left at their
-    default are omitted (so a row reads like the YAML line)."""
+    """An action's parameters, without those that are unset (None or empty): a row then
+    reads like the machine file's line, and false or 0 still show."""
     if not dataclasses.is_dataclass(params) or isinstance(params, type):
         return {}
     out = {}
     for f in dataclasses.fields(params):
-        value = getattr(params, f.name)
-        if f.default is not dataclasses.MISSING and value == f.default:
+        value = jsonable(getattr(params, f.name))
+        if value is None or value == {} or value == []:
             continue
-        if f.default_factory is not dataclasses.MISSING and value == f.default_factory():
-            continue
-        out[f.name] = jsonable(value)
+        out[f.name] = value
     return out
 
 
@@ -336,11 +334,13 @@ class Simulation:
         await inst.send(name, data)
 
     def _machine_vars(self, path: tuple[str | int, ...]) -> dict[str, Any]:
-        """Variables of a machine no request starts (trunk_registration)."""
+        """Variables of a machine no request starts: for ``trunk:``, exactly those the
+        trunk-registration manager gives its instances (its own code builds them), with
+        its random identifiers made deterministic."""
         trunk = self.script.trunk
         if trunk is None:
             return {}
-        from engine.trunks import desired_registrations
+        from engine.trunks import TrunkRegistrations, desired_registrations
 
         wanted = desired_registrations(self.services.config)
         d = wanted.get((trunk["domain"], str(trunk["id"])))
@@ -348,13 +348,20 @@ class Simulation:
             raise ScriptError(("trunk",), f"no registration trunk {trunk['id']} in domain "
                               f"{trunk['domain']!r} (have: "
                               f"{', '.join(f'{k[0]}/{k[1]}' for k in wanted) or 'none'})")
-        transport = "tcp" if "transport=tcp" in d.target.host.lower() else "udp"
+        captured: dict[str, Any] = {}
+
+        class _Capture:  # stands in for the runtime: keeps the vars, starts nothing
+            def spawn(self, machine: str, *, vars: dict[str, Any], **kw: Any) -> Any:
+                captured.update(vars)
+                return SimpleNamespace(post=lambda *a, **k: None, vars=SimpleNamespace(**vars))
+
+        manager_services = SimpleNamespace(**{**vars(self.services), "runtime": _Capture()})
+        TrunkRegistrations(manager_services)._start(d)
         reg_id = uuid.uuid5(uuid.NAMESPACE_URL, f"sim:{d.domain}/{d.trunk.id}").hex
-        return {"trunk": d.trunk, "domain": d.domain, "target": d.target, "reg_id": reg_id,
-                "call_id": f"{reg_id}@dragonpbx", "from_tag": "simtag", "cseq": 0,
-                "transport": transport, "answered_nonces": set(), "failures": 0,
-                "granted": 0, "backoff": 0.0,
-                "status": {"state": "starting", "registrar": d.target.host}}
+        deterministic = {"reg_id": reg_id, "call_id": f"{reg_id}@dragonpbx",
+                         "from_tag": "simtag"}
+        captured.update({k: v for k, v in deterministic.items() if k in captured})
+        return captured
 
     async def settle(self) -> None:
         """Let everything that is ready run, until nothing changes for a while."""
