@@ -25,11 +25,14 @@ def current_action() -> str | None:
 
 @contextmanager
 def acting(name: str) -> Iterator[None]:
-    token = _current_action.set(name)
+    # set back rather than reset(token): the runtime may resume an action's coroutine in
+    # another task (another context), where a token from the first one is refused
+    previous = _current_action.get()
+    _current_action.set(name)
     try:
         yield
     finally:
-        _current_action.reset(token)
+        _current_action.set(previous)
 
 
 class Outcomes:

@@ -27,7 +27,7 @@ from engine.fsm.trace import Trace, TraceEntry
 from engine.log import redact
 from engine.ports import Binding
 from engine.simulate.fakes import FakeRequest
-from engine.simulate.outcomes import Outcomes, _current_action
+from engine.simulate.outcomes import Outcomes, acting
 from engine.simulate.requests import ScriptError, build_request, parse_source, raw_request
 from engine.simulate.script import Script
 from engine.simulate.services import counting_bytes, load_library, make_services
@@ -59,7 +59,7 @@ def shown_params(params: Any) -> dict[str, Any]:
     out = {}
     for f in dataclasses.fields(params):
         value = jsonable(getattr(params, f.name))
-        if value is None or value == {} or value == []:
+        if value is None or value in ({}, []):
             continue
         out[f.name] = value
     return out
@@ -171,12 +171,8 @@ class _RecordingInstance(Instance):
     async def _call(self, call: BoundCall, entry: TraceEntry) -> bool:
         record: dict[str, Any] = {"action": call.name, "params": shown_params(call.params)}
         self.runtime.journal.action(entry, record)
-        previous = _current_action.get()
-        _current_action.set(call.name)
-        try:
+        with acting(call.name):
             ok = await super()._call(call, entry)
-        finally:
-            _current_action.set(previous)
         if not ok:
             record["outcome"] = "error: " + (entry.failed or "").partition(": ")[2]
         return ok
