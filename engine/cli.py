@@ -18,7 +18,9 @@ from engine import __version__
 from engine.errors import ConfigError, DefinitionError
 
 # Sub-commands that live with their component: each module has register(subparsers).
-_EXTENSION_MODULES: tuple[str, ...] = ("engine.config.cli", "engine.abuse.cli", "engine.api.cli")
+_EXTENSION_MODULES: tuple[str, ...] = (
+    "engine.config.cli", "engine.abuse.cli", "engine.api.cli", "engine.simulate.cli",
+)
 
 
 # --------------------------------------------------------------------------- validate
