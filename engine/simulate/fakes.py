@@ -322,6 +322,7 @@ class FakeMedia:
 
     def __init__(self, outcomes: Outcomes | None = None, record: Recorder = _nothing) -> None:
         self.calls: list[tuple[str, dict[str, Any]]] = []
+        self.watched: dict[str, Any] = {}
         self.outcomes = outcomes or Outcomes()
         self._record = record
 
@@ -339,6 +340,14 @@ class FakeMedia:
     async def delete(self, **kw: Any) -> None:
         self.calls.append(("delete", kw))
         self._note("delete", None)
+
+    def watch(self, call_id: str, lost: Any) -> None:
+        """A call asks to hear ``media.lost``; a simulated RTPEngine never loses one
+        unless the script posts the event itself."""
+        self.watched[call_id] = lost
+
+    def unwatch(self, call_id: str) -> None:
+        self.watched.pop(call_id, None)
 
     async def resolve(self, url: str) -> str:
         self.calls.append(("resolve", {"url": url}))

@@ -126,8 +126,8 @@ def test_sdp_bytes_round_trip_exactly() -> None:
     assert decoded.encode("utf-8", "surrogateescape") == sdp
 
 
-# The decoder reads at most 38 characters of an integer (sign included) (a bound against hostile input;
-# rtpengine's own integers are 64-bit), so the round trip is over that range.
+# The decoder reads at most 38 characters of an integer, sign included (a bound against
+# hostile input; rtpengine's own integers are 64-bit), so the round trip is over that range.
 _INTS = st.integers(min_value=-(10**37) + 1, max_value=10**37 - 1)
 _values = st.recursive(
     _INTS | st.text() | st.binary().map(lambda b: b.decode("utf-8", "surrogateescape")),
