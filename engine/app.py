@@ -14,6 +14,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import logging
+import os
 import signal
 import sys
 from collections.abc import Callable
@@ -61,6 +63,7 @@ class App:
         self._reload_requested = False
         self.started: list[Component] = []
         self.draining = False
+        self.on_ready: Callable[[], None] | None = None  # e.g. tell the supervisor
 
     async def start(self) -> None:
         for component in self.components:
@@ -79,6 +82,8 @@ class App:
         gc.freeze()
         gc.set_threshold(50_000, 20, 20)
         log.milestone("ready", **summary)
+        if self.on_ready is not None:
+            self.on_ready()
 
     async def _stop_started(self) -> None:
         for component in reversed(self.started):
@@ -140,6 +145,8 @@ def run_daemon(factory: ComponentFactory | None = None) -> int:
         print(f"dragonpbx: {exc}", file=sys.stderr)
         return 2
     configure(settings.loglevel, settings.log_format)
+    if settings.worker_index is not None:
+        _as_worker(settings.instance_id)
     raise_nofile_limit()  # before any socket: inbound TCP caps are derived from it
     for warning in settings.default_secret_warnings():
         log.warning("default secret in use", detail=warning)
@@ -151,6 +158,10 @@ def run_daemon(factory: ComponentFactory | None = None) -> int:
     async def main() -> int:
         try:
             app = App(settings, factory(settings))
+            supervisor = os.environ.get("DRAGONPBX_SUPERVISOR_PID", "")
+            if settings.worker_index is not None and supervisor == str(os.getppid()):
+                # the supervisor counts ready workers (never signal an unrelated parent)
+                app.on_ready = lambda: os.kill(int(supervisor), signal.SIGUSR1)
             await app.serve()
         except (ConfigError, DefinitionError) as exc:
             log.error("start-up failed", error=str(exc))
@@ -170,3 +181,17 @@ def run_daemon(factory: ComponentFactory | None = None) -> int:
     with contextlib.suppress(KeyboardInterrupt):
         return runner(main())
     return 0
+
+
+def _as_worker(instance_id: str) -> None:
+    """A worker of ``engine.supervisor``: every log line names its instance, so the
+    workers' interleaved output stays readable."""
+
+    def tag(record: logging.LogRecord) -> bool:
+        fields = getattr(record, "fields", None)
+        record.fields = {"instance": instance_id, **fields} if fields else {
+            "instance": instance_id}
+        return True
+
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(tag)
