@@ -189,8 +189,12 @@ def _as_worker(instance_id: str) -> None:
 
     def tag(record: logging.LogRecord) -> bool:
         fields = getattr(record, "fields", None)
-        record.fields = {"instance": instance_id, **fields} if fields else {
-            "instance": instance_id}
+        if not fields:
+            record.fields = {"instance": instance_id}
+        elif "instance" in fields:  # e.g. an RTPEngine instance: keep both
+            record.fields = {"engine_instance": instance_id, **fields}
+        else:
+            record.fields = {"instance": instance_id, **fields}
         return True
 
     for handler in logging.getLogger().handlers:

@@ -129,7 +129,7 @@ class Supervisor:
         worker.ready = False
         worker.proc = subprocess.Popen([sys.executable, "-m", "engine", "run"],
                                        env=self._env(worker),
-                                       preexec_fn=_die_with_parent)  # noqa: PLW1509 - no threads here
+                                       preexec_fn=_in_child)  # noqa: PLW1509 - no threads here
         worker.started_at = time.monotonic()
         worker.restart_at = None
         log.info("worker started", worker=worker.index, pid=worker.pid,
@@ -221,10 +221,13 @@ class Supervisor:
         return 1 if failed else 0
 
 
-def _die_with_parent() -> None:
-    """In the child before exec: get SIGTERM if the supervisor dies (even by SIGKILL), so
-    no orphaned worker keeps the port."""
+def _in_child() -> None:
+    """In the child before exec: unblock the signals the supervisor waits for (a blocked
+    mask is inherited), and get SIGTERM if the supervisor dies (even by SIGKILL), so no
+    orphaned worker keeps the port."""
     import ctypes
+
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _HANDLED)
 
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
