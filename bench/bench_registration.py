@@ -9,20 +9,28 @@ distinct user from a CSV (so every one is a new Redis binding), against:
 
 For each mode the rate is raised step by step; a step passes when every
 registration succeeds over the whole duration (≥ 15 s by default). The
-highest passing rate is printed. SIPp runs on the same 2 cores.
+highest passing rate is printed with the engine's CPU per registration (all
+its processes, from /proc/PID/stat). SIPp runs on the same 2 cores.
+
+``--workers N`` runs the daemon with WORKERS=N (a supervisor and N engine
+processes on one SIP port); ``--many-ports`` makes SIPp use one UDP socket per
+registration (``-t un``) so the kernel can spread them over the workers — with
+a single source port every REGISTER would reach the same worker.
 
     .venv/bin/python bench/bench_registration.py [--mode static|reghook|both]
-        [--rates 500,1000,1500,2000,2500] [--seconds 15]
+        [--rates 500,1000,1500,2000,2500] [--seconds 15] [--loglevel info]
+        [--workers N] [--many-ports]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import tempfile
 from pathlib import Path
 
-from harness import run_sipp, services
+from harness import run_sipp, services, wait_for
 
 HERE = Path(__file__).resolve().parent
 USERS = 20000
@@ -46,33 +54,66 @@ def users_csv(workdir: Path, mode: str) -> Path:
     return path
 
 
-def bench(mode: str, rates: list[int], seconds: float) -> int:
+def _family(pid: int) -> list[int]:
+    """``pid`` and its children (a supervisor's workers)."""
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        children = []
+    return [pid, *(int(c) for c in children)]
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of ``pid`` and its children so far (dead workers are not
+    counted: a step's figure assumes none died during it)."""
+    total = 0
+    for p in _family(pid):
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def bench(mode: str, rates: list[int], seconds: float, *, loglevel: str = "info",
+          workers: int = 1, many_ports: bool = False) -> int:
     best = 0
+    env = {"LOGLEVEL": loglevel, "WORKERS": str(workers)}
+    ports = ["-t", "un", "-max_socket", "10000"] if many_ports else []
     users_file = Path(tempfile.mkdtemp(prefix="bench-users-")) / "users.json"
     users_file.write_text(json.dumps({f"2{i:05d}": f"secret2{i:05d}" for i in range(USERS)}))
-    with services(config(mode), webhooks=mode == "reghook",
+    with services(config(mode), webhooks=mode == "reghook", env=env,
                   webhook_args=["--users", str(users_file)]) as svc:
         workdir = svc["workdir"]
+        daemon = svc["daemon"]
+        if workers > 1:
+            wait_for(lambda: b"workers ready" in daemon.log.read_bytes(), 30, "workers")
         inject = users_csv(workdir, mode)
         # warm-up: connections, caches, JIT-free but allocator-warm
         run_sipp(HERE / "scenarios" / "register_csv.xml", svc["sip"], rate=200, seconds=2,
                  workdir=workdir, keys={"domain": "pbx.bench"}, inject=inject,
-                 extra=AUTH)
+                 extra=AUTH + ports)
         for rate in rates:
+            cpu_before = cpu_seconds(daemon.proc.pid)
             r = run_sipp(HERE / "scenarios" / "register_csv.xml", svc["sip"], rate=rate,
                          seconds=seconds, workdir=workdir, keys={"domain": "pbx.bench"},
-                         inject=inject, extra=AUTH)
+                         inject=inject, extra=AUTH + ports)
+            cpu = cpu_seconds(daemon.proc.pid) - cpu_before
+            per_reg = cpu / r["successful"] * 1e6 if r["successful"] else 0.0
             # a step passes with no failure and SIPp really offering the rate (a saturated
             # daemon shows as calls completing slower than they are offered)
             passed = (r["failed"] == 0 and r["successful"] == r["created"] > 0
                       and r["achieved"] >= 0.9 * rate)
             print(f"  {mode:8s} {rate:6d}/s for {seconds:g}s: {int(r['successful'])} ok, "
-                  f"{int(r['failed'])} failed, {r['achieved']:.0f}/s achieved "
-                  f"{'PASS' if passed else 'FAIL'}", flush=True)
+                  f"{int(r['failed'])} failed, {r['achieved']:.0f}/s achieved, engine CPU "
+                  f"{per_reg:.0f} µs/registration {'PASS' if passed else 'FAIL'}", flush=True)
             if not passed:
                 break
             best = rate
-    print(f"{mode}: highest rate with 0 failures over {seconds:g}s = {best} registrations/s")
+    print(f"{mode} (WORKERS={workers}, LOGLEVEL={loglevel}, "
+          f"{'many source ports' if many_ports else 'one source port'}): highest rate with "
+          f"0 failures over {seconds:g}s = {best} registrations/s")
     return best
 
 
@@ -81,10 +122,16 @@ def main() -> None:
     ap.add_argument("--mode", choices=("static", "reghook", "both"), default="both")
     ap.add_argument("--rates", default="500,1000,1500,2000,2500,3000")
     ap.add_argument("--seconds", type=float, default=15)
+    ap.add_argument("--loglevel", default="info", help="the daemon's LOGLEVEL (default info, "
+                    "what operators run)")
+    ap.add_argument("--workers", type=int, default=1, help="WORKERS for the daemon")
+    ap.add_argument("--many-ports", action="store_true",
+                    help="one SIPp UDP socket per registration (-t un)")
     args = ap.parse_args()
     rates = [int(r) for r in args.rates.split(",")]
     for mode in (("static", "reghook") if args.mode == "both" else (args.mode,)):
-        bench(mode, rates, args.seconds)
+        bench(mode, rates, args.seconds, loglevel=args.loglevel, workers=args.workers,
+              many_ports=args.many_ports)
 
 
 if __name__ == "__main__":

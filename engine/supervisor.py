@@ -107,6 +107,7 @@ class Supervisor:
         self.workers = [Worker(i, f"{settings.instance_id}-w{i}")
                         for i in range(settings.workers)]
         self.stopping = False
+        self.failed_start = False
         self._ready_reported = False
         self._shared: dict[str, str] = {}
 
@@ -166,6 +167,12 @@ class Supervisor:
             if self.stopping:
                 continue
             status = proc.returncode
+            if status == 2 and not worker.ready:  # start-up failure: restarting won't help
+                log.error("worker failed to start; stopping", worker=worker.index,
+                          pid=proc.pid, exit_status=status)
+                self.failed_start = True
+                self._on_signal(signal.SIGTERM)
+                continue
             lived = now - worker.started_at
             worker.backoff = 0.0 if lived >= STABLE_AFTER else min(
                 RESTART_BACKOFF_CAP, max(RESTART_BACKOFF_FIRST, worker.backoff * 2))
@@ -218,6 +225,8 @@ class Supervisor:
                  for w in self.workers}
         failed = {i: c for i, c in codes.items() if c not in (0, None)}
         log.milestone("workers stopped", exit_status=codes)
+        if self.failed_start:
+            return 2
         return 1 if failed else 0
 
 

@@ -146,13 +146,14 @@ class TrunkRegistrations(Component):
         await self.refresh("config changed")
 
     def refuse_new_work(self) -> None:
-        """Draining: stop standing by for trunks others hold, so their holders (draining
-        too, perhaps) do not hand them over to us."""
+        """Draining: stop standing by for trunks others hold (those instances end), so
+        their holders — draining too, perhaps — do not hand them over to us."""
         self._draining = asyncio.get_running_loop().create_task(self._stop_standing_by())
 
     async def _stop_standing_by(self) -> None:
         for d, inst in list(self.running.values()):
             if not inst.done and not inst.vars.lease_held:
+                inst.post("stop", {"handover": False})
                 with contextlib.suppress(Exception):
                     await self.leases.stop_standing_by(d.domain, str(d.trunk.id))
 
@@ -169,25 +170,30 @@ class TrunkRegistrations(Component):
                 await self._draining
         async with self._lock:
             keys = list(self.running)
-            handover = {k for k in keys if await self._someone_takes_over(k)}
+            handover = await self._taken_over(keys)
+            if handover:  # other engines draining at the same moment leave the set soon
+                await asyncio.sleep(_HANDOVER_RECHECK)
+                handover = await self._taken_over(handover, final=True)
             await self._stop_all(keys, handover=handover)
 
-    async def _someone_takes_over(self, key: tuple[str, str]) -> bool:
-        """Whether another engine stands by for the trunk we hold (the daemon drains)."""
-        d, inst = self.running[key]
-        if inst.done or not inst.vars.lease_held:
-            return False
-        try:
-            if not await self.leases.others_standing_by(d.domain, str(d.trunk.id)):
-                return False
-            await asyncio.sleep(_HANDOVER_RECHECK)  # draining at the same moment as us?
-            others = await self.leases.others_standing_by(d.domain, str(d.trunk.id))
-        except Exception as exc:
-            log.warning("trunk hand-over check failed; unregistering", error=repr(exc))
-            return False
-        if others:
-            log.info("trunk handed over", trunk=d.trunk.display_name, standing_by=others)
-        return bool(others)
+    async def _taken_over(self, keys: Any, final: bool = False) -> set[tuple[str, str]]:
+        """The trunks we hold for which another engine stands by (the daemon drains)."""
+        out = set()
+        for key in keys:
+            d, inst = self.running[key]
+            if inst.done or not inst.vars.lease_held:
+                continue
+            try:
+                others = await self.leases.others_standing_by(d.domain, str(d.trunk.id))
+            except Exception as exc:
+                log.warning("trunk hand-over check failed; unregistering", error=repr(exc))
+                continue
+            if others:
+                out.add(key)
+                if final:
+                    log.info("trunk handed over", trunk=d.trunk.display_name,
+                             standing_by=others)
+        return out
 
     # ------------------------------------------------------------------ reconcile
     async def refresh(self, reason: str) -> None:

@@ -173,6 +173,14 @@ def test_killed_worker_is_restarted_and_service_continues(workers: Pbx) -> None:
     register_many(workers, 40)
 
 
+def _running(pid: int) -> bool:
+    """``pid`` exists and is not a zombie."""
+    try:
+        return "zombie" not in Path(f"/proc/{pid}/status").read_text().lower()
+    except OSError:
+        return False
+
+
 def _pids_on(port: int) -> set[int]:
     shared = _listening_inodes(port)
     out = set()
@@ -198,8 +206,7 @@ def test_sigterm_drains_every_worker_and_exits_0(workers: Pbx) -> None:
     pids = worker_pids(workers)
     assert workers.stop() == 0, workers.tail()
     for pid in pids.values():
-        assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(
-            f"/proc/{pid}/status").read_text().lower()
+        assert not _running(pid)
     stopped = lines_by_instance(workers, 0, msg="stopped")
     assert len(stopped) == 2, stopped
     assert not _pids_on(workers.port)
@@ -220,3 +227,27 @@ def test_second_supervisor_on_a_taken_port_refuses_to_start(
                       env={"WORKERS": "2", "SIP_PORT": str(first.port)})
     finally:
         assert first.stop() == 0
+
+
+def test_workers_that_cannot_start_stop_the_supervisor_with_exit_2(
+        tmp_path_factory: pytest.TempPathFactory, rtpengine_server: Any,
+        webhook_server: WebhookServer) -> None:
+    """A start-up failure (here: no Redis) is not restarted forever."""
+    with pytest.raises(RuntimeError, match="exited with 2") as failed:
+        start_pbx(tmp_path_factory.mktemp("w-noredis"), config(webhook_server),
+                  redis_url="redis://127.0.0.1:1/0", rtpengine=rtpengine_server,
+                  env={"WORKERS": "2"}, timeout=60)
+    assert "worker failed to start; stopping" in str(failed.value)
+
+
+def test_killed_supervisor_takes_its_workers_along(
+        tmp_path_factory: pytest.TempPathFactory, redis_server: str, rtpengine_server: Any,
+        webhook_server: WebhookServer) -> None:
+    pbx = start_pbx(tmp_path_factory.mktemp("w-orphans"), config(webhook_server),
+                    redis_url=redis_server, rtpengine=rtpengine_server, env={"WORKERS": "2"})
+    pbx.wait_log('"workers ready"', 30)
+    pids = worker_pids(pbx)
+    pbx.proc.kill()
+    pbx.proc.wait(5)
+    wait_until(lambda: not any(_running(p) for p in pids.values()), 15, "the workers gone")
+    assert not _pids_on(pbx.port)
