@@ -15,6 +15,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import logging
+import os
 import signal
 import sys
 from collections.abc import Callable
@@ -72,6 +74,7 @@ class App:
         self._reloading = asyncio.Lock()
         for component in components:
             component.attach(self)
+        self.on_ready: Callable[[], None] | None = None  # e.g. tell the supervisor
 
     async def start(self) -> None:
         for component in self.components:
@@ -91,6 +94,8 @@ class App:
         gc.set_threshold(50_000, 20, 20)
         log.milestone("ready", **summary)
         notify("READY=1", "STATUS=serving")
+        if self.on_ready is not None:
+            self.on_ready()
 
     async def _stop_started(self) -> None:
         for component in reversed(self.started):
@@ -163,6 +168,8 @@ def run_daemon(factory: ComponentFactory | None = None) -> int:
         print(f"dragonpbx: {exc}", file=sys.stderr)
         return 2
     configure(settings.loglevel, settings.log_format)
+    if settings.worker_index is not None:
+        _as_worker(settings.instance_id)
     raise_nofile_limit()  # before any socket: inbound TCP caps are derived from it
     for warning in settings.default_secret_warnings():
         log.warning("default secret in use", detail=warning)
@@ -174,6 +181,10 @@ def run_daemon(factory: ComponentFactory | None = None) -> int:
     async def main() -> int:
         try:
             app = App(settings, factory(settings))
+            supervisor = os.environ.get("DRAGONPBX_SUPERVISOR_PID", "")
+            if settings.worker_index is not None and supervisor == str(os.getppid()):
+                # the supervisor counts ready workers (never signal an unrelated parent)
+                app.on_ready = lambda: os.kill(int(supervisor), signal.SIGUSR1)
             await app.serve()
         except (ConfigError, DefinitionError) as exc:
             log.error("start-up failed", error=str(exc))
@@ -193,3 +204,21 @@ def run_daemon(factory: ComponentFactory | None = None) -> int:
     with contextlib.suppress(KeyboardInterrupt):
         return runner(main())
     return 0
+
+
+def _as_worker(instance_id: str) -> None:
+    """A worker of ``engine.supervisor``: every log line names its instance, so the
+    workers' interleaved output stays readable."""
+
+    def tag(record: logging.LogRecord) -> bool:
+        fields = getattr(record, "fields", None)
+        if not fields:
+            record.fields = {"instance": instance_id}
+        elif "instance" in fields:  # e.g. an RTPEngine instance: keep both
+            record.fields = {"engine_instance": instance_id, **fields}
+        else:
+            record.fields = {"instance": instance_id, **fields}
+        return True
+
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(tag)

@@ -176,7 +176,17 @@ def cmd_actions(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from engine.app import run_daemon
+    from engine.settings import load_settings
 
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        print(f"dragonpbx: {exc}", file=sys.stderr)
+        return 2
+    if settings.workers > 1 and settings.worker_index is None:
+        from engine.supervisor import run_supervisor  # WORKERS=N: N processes, one port
+
+        return run_supervisor(settings)
     return run_daemon()
 
 
@@ -196,7 +206,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "order and one 'ready' line is logged when serving. SIGTERM/SIGINT "
                        "drain (new INVITEs get 503, live calls may finish for "
                        "SHUTDOWN_GRACE_SECS) and exit 0; SIGHUP reloads configuration and "
-                       "machines.")
+                       "machines. WORKERS=N runs N engine processes on the SIP port under "
+                       "a supervisor that forwards these signals and restarts a dead one.")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("validate", help="check machine files (default: the shipped machines)",

@@ -212,6 +212,19 @@ def _instance_id(raw: str) -> str:
     return text
 
 
+def _workers(raw: str) -> int:
+    text = raw.strip().lower()
+    if text == "auto":
+        return max(1, os.cpu_count() or 1)
+    if text.isdigit() and 1 <= int(text) <= 256:
+        return int(text)
+    raise ValueError("an integer from 1 to 256, or auto")
+
+
+def _worker_index(raw: str) -> int | None:
+    return _int(0)(raw) if raw.strip() else None
+
+
 # --------------------------------------------------------------------------- table
 
 
@@ -442,6 +455,14 @@ VARIABLES: tuple[Variable, ...] = (
              group="new"),
     Variable("API_RECENT_CALLS_MAX", "api_recent_calls_max", "1000", _int(0),
              "most ended calls kept for the API (oldest dropped first)", group="new"),
+    # --- several engines and workers (issue 14 item 4; README "Several engines and
+    # workers"; engine/supervisor.py, engine/lease.py)
+    Variable("WORKERS", "workers", "1", _workers,
+             "engine processes sharing the SIP port (SO_REUSEPORT): an integer ≥ 1 or "
+             "auto (one per core)", group="new"),
+    Variable("WORKER_INDEX", "worker_index", "", _worker_index,
+             "set by the supervisor in each worker it starts (the SIP sockets then share "
+             "the port); do not set it yourself", group="new"),
 )
 
 @dataclass(frozen=True)
@@ -539,6 +560,9 @@ class Settings:
     webhost: str
     api_recent_calls_secs: float
     api_recent_calls_max: int
+    # --- several engines and workers (README "Several engines and workers")
+    workers: int
+    worker_index: int | None
     # which variables were set explicitly (for the secret-default warning)
     explicit: frozenset[str] = field(default=frozenset(), compare=False)
 

@@ -43,7 +43,12 @@ def _host_only(hostport: str) -> str:
 def contact(ctx: Any) -> str:
     """Our Contact: the registrar sends the trunk's calls here; reg-id names the trunk."""
     v = ctx.vars
-    base = ctx.services.sip.contact_uri(transport=v.transport, user=v.target.username)
+    sip = ctx.services.sip
+    # The SIP port all workers share, not this worker's private one (engine/supervisor.py):
+    # any worker takes the carrier's calls, and the next lease holder's REGISTER replaces
+    # this very binding.
+    make = getattr(sip, "listen_contact_uri", sip.contact_uri)
+    base = make(transport=v.transport, user=v.target.username)
     return f"{base};reg-id={v.reg_id}"
 
 
@@ -194,3 +199,89 @@ async def delete_state_now(ctx: Any, p: Any) -> None:
     ctx.runtime.background(ctx.services.store.delete_regtrunk(
         domain=v.domain, reg_id=v.reg_id, owner=ctx.services.settings.instance_id),
         "delete regtrunk")
+
+
+# ---------------------------------------------------------------------- leases (engine/lease.py)
+LEASE_OUTCOMES = ("lease.acquired", "lease.held_elsewhere", "lease.unavailable")
+
+
+def _leases(ctx: Any) -> Any:
+    return ctx.services.trunks.leases
+
+
+@action(emits=LEASE_OUTCOMES, outcomes=LEASE_OUTCOMES)
+async def take_lease(ctx: Any, p: Any) -> None:
+    """Take (or renew) the trunk's lease in Redis: ``lease.acquired`` when this engine
+    holds it, ``lease.held_elsewhere`` when another does, ``lease.unavailable`` on a
+    Redis failure."""
+    v = ctx.vars
+    leases = _leases(ctx)
+
+    async def take() -> Outcome:
+        if await leases.take_or_renew(v.domain, str(v.trunk.id)):
+            v.lease_renewed = ctx.runtime.clock.time()
+            v.lease_held = True
+            return Outcome("lease.acquired")
+        return Outcome("lease.held_elsewhere")
+
+    ctx.start(take(), done="lease.acquired", error="lease.unavailable")
+
+
+@action()
+async def note_standby(ctx: Any, p: Any) -> None:
+    """Another engine registers this trunk (or Redis could not be asked): say so."""
+    v = ctx.vars
+    v.lease_held = False
+    error = ctx.event.get("error")
+    v.status = {"state": "standby", "registrar": v.target.host,
+                "last_error": f"lease: {error}" if error else None}
+    if ctx.event.name == "lease.unavailable":
+        ctx.log.warning("trunk lease unavailable", trunk=v.trunk.display_name,
+                        error=str(error))
+
+
+@action()
+async def note_lease_lost(ctx: Any, p: Any) -> None:
+    """Our lease was taken or could not be renewed in time: stop refreshing, without
+    unregistering — the new holder registers the same Contact."""
+    v = ctx.vars
+    v.lease_held = False
+    v.status = {"state": "standby", "registrar": v.target.host,
+                "last_error": "lease lost"}
+    ctx.log.warning("trunk lease lost; another engine takes the registration over",
+                    trunk=v.trunk.display_name, reason=ctx.event.get("reason"))
+
+
+@delay()
+def lease_retry_delay(ctx: Any, p: Any) -> float:
+    """Half the lease (± 10 % jitter): a dead holder is replaced within two leases."""
+    return _leases(ctx).ttl / 2 * random.uniform(0.9, 1.1)
+
+
+@guard()
+def hand_over(ctx: Any, p: Any) -> bool:
+    """The daemon drains and another engine is alive to take this trunk over: keep the
+    registration at the registrar (calls keep arriving) and only give the lease back."""
+    return bool(ctx.event.get("handover"))
+
+
+@action(emits=("lease.released",), outcomes=("lease.released",))
+async def release_lease(ctx: Any, p: Any) -> None:
+    """Give the lease back if we hold it (owner-checked), so the next engine need not
+    wait for it to run out."""
+    v = ctx.vars
+    held, v.lease_held = getattr(v, "lease_held", False), False
+    if not held:
+        ctx.emit("lease.released")
+        return
+    ctx.start(_leases(ctx).release(v.domain, str(v.trunk.id)), done="lease.released",
+              error="lease.released")
+
+
+@action()
+async def release_lease_now(ctx: Any, p: Any) -> None:
+    v = ctx.vars
+    if getattr(v, "lease_held", False):
+        v.lease_held = False
+        ctx.runtime.background(_leases(ctx).release(v.domain, str(v.trunk.id)),
+                               "release trunk lease")

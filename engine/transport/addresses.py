@@ -124,9 +124,9 @@ class LocalAddresses:
         return f"SIP/2.0/{transport.upper()} {host_port(self.host_for(dest_host), self.port)}"
 
     def contact(self, transport: str = "udp", user: str | None = None,
-                dest_host: str | None = None) -> str:
-        """Our Contact URI (no angle brackets) for ``transport``."""
+                dest_host: str | None = None, port: int | None = None) -> str:
+        """Our Contact URI (no angle brackets) for ``transport`` (``port``: another one)."""
         userpart = f"{user}@" if user else ""
-        uri = f"sip:{userpart}{host_port(self.host_for(dest_host), self.port)}"
+        uri = f"sip:{userpart}{host_port(self.host_for(dest_host), port or self.port)}"
         t = transport.lower()
         return uri if t == "udp" else f"{uri};transport={t}"

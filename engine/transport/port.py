@@ -75,12 +75,13 @@ class EmbeddedSipPort:
         clock: Clock | None = None, timers: TimerConfig | None = None,
         tcp_limits: TcpLimits | None = None, server_header: str | None = "DragonPBX",
         user_agent: str | None = "DragonPBX", ids: IdGenerator | None = None,
-        max_server_transactions: int = 400_000,
+        max_server_transactions: int = 400_000, reuse_port: bool = False,
     ):
         bad = [t for t in transports if t not in ("udp", "tcp")]
         if bad or not transports:
             raise ValueError(f"unsupported SIP transports {bad or transports}")
         self.host = host
+        self.reuse_port = reuse_port  # a worker: share the port (engine/supervisor.py)
         self.requested_port = port
         self.transports = tuple(transports)
         self.clock: Clock = clock or LoopClock()
@@ -125,6 +126,7 @@ class EmbeddedSipPort:
         """From ``engine.settings.Settings``: SIP_HOST, SIP_PORT (0 = any free port),
         SIP_TRANSPORTS, SIP_EXTERNAL_ADDRESS, SIP_TCP_*. ``options`` go to the constructor."""
         options.setdefault("tcp_limits", TcpLimits.from_settings(settings))
+        options.setdefault("reuse_port", getattr(settings, "worker_index", None) is not None)
         return cls(host=settings.sip_host, port=settings.sip_port,
                    transports=tuple(settings.sip_transports),
                    external_address=settings.sip_external_address, clock=clock, **options)
@@ -163,7 +165,8 @@ class EmbeddedSipPort:
                 if attempt == attempts - 1:
                     raise
         self.addresses.port = port
-        self.core.sent_by = {t: (self.addresses.host_for(None), port) for t in self.transports}
+        self.core.sent_by = {t: (self.addresses.host_for(None), self.dialog_port(t))
+                             for t in self.transports}
         self._started = True
         self._sweeper = loop.call_later(_SWEEP_INTERVAL, self._sweep)
         log.info("SIP listening", host=self.host, port=port, transports=",".join(self.transports),
@@ -173,12 +176,13 @@ class EmbeddedSipPort:
         udp = tcp = None
         try:
             if "udp" in self.transports:
-                udp = UdpTransport(loop, self.driver.on_datagram)
+                udp = UdpTransport(loop, self.driver.on_datagram, reuse_port=self.reuse_port)
                 port = await udp.open(self.host, port)
             if "tcp" in self.transports:
                 from engine.transport.tcp import TcpTransport
 
-                tcp = TcpTransport(loop, self.clock, self.driver, limits=self.tcp_limits)
+                tcp = TcpTransport(loop, self.clock, self.driver, limits=self.tcp_limits,
+                                   reuse_port=self.reuse_port)
                 port = await tcp.open(self.host, port)
         except BaseException:
             if udp is not None:
@@ -260,9 +264,18 @@ class EmbeddedSipPort:
 
     def contact_uri(self, *, transport: str = "udp", user: str | None = None) -> str:
         """Our own Contact URI for ``transport`` (``sip:[user@]host:port[;transport=tcp]``,
-        host = SIP_EXTERNAL_ADDRESS when set, else the listen address, else for a
-        wildcard listener the address of the default-route interface)."""
+        host = SIP_EXTERNAL_ADDRESS, else the listen address, else the default route's)."""
+        return self.addresses.contact(transport, user, port=self.dialog_port(transport))
+
+    def listen_contact_uri(self, *, transport: str = "udp", user: str | None = None) -> str:
+        """Our Contact at the SIP port itself (that all workers share)."""
         return self.addresses.contact(transport, user)
+
+    def dialog_port(self, transport: str) -> int:
+        """Our Via/Contact port: a worker's private UDP port brings answers back to it."""
+        udp = self.driver.udp
+        private = udp.private_port if transport.lower() == "udp" and udp is not None else None
+        return private or self.addresses.port
 
     # ------------------------------------------------------------------ routing
 
@@ -395,13 +408,13 @@ class EmbeddedSipPort:
                       flow: str | None = None) -> str:
         """Our Contact URI towards ``peer_host`` (over ``flow``)."""
         host = self._local_host(transport, peer_host, flow)
-        uri = f"sip:{host_port(host, self.port)}"
+        uri = f"sip:{host_port(host, self.dialog_port(transport))}"
         return uri if transport == "udp" else f"{uri};transport={transport}"
 
     def via_value(self, transport: str, peer_host: str | None, flow: str | None) -> str:
         """Our Via for a new client transaction (fresh branch, ``rport``)."""
         host = self._local_host(transport, peer_host, flow)
-        return (f"SIP/2.0/{transport.upper()} {host_port(host, self.port)}"
+        return (f"SIP/2.0/{transport.upper()} {host_port(host, self.dialog_port(transport))}"
                 f";branch={self.ids.branch()};rport")
 
     def send_request(self, request: SipRequest, dest: Peer, flow: str | None,

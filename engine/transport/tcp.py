@@ -146,11 +146,13 @@ class _Pending:
         self.task: asyncio.Task[None] | None = None
 
 
-def _listen_socket(family: int, host: str, port: int) -> socket.socket:
+def _listen_socket(family: int, host: str, port: int, reuse_port: bool = False) -> socket.socket:
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
         # SO_REUSEADDR only skips TIME_WAIT; on Linux two listeners still collide.
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:  # workers of one supervisor (WORKERS > 1) share the listener port
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         if family == socket.AF_INET6:
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
         sock.bind((host, port))
@@ -166,8 +168,10 @@ class TcpTransport:
     """Listeners, the flow table and sending over TCP."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, clock: Clock, driver: Driver, *,
-                 limits: TcpLimits | None = None, connect_timeout: float = CONNECT_TIMEOUT):
+                 limits: TcpLimits | None = None, connect_timeout: float = CONNECT_TIMEOUT,
+                 reuse_port: bool = False):
         self.loop = loop
+        self.reuse_port = reuse_port
         self.clock = clock
         self.driver = driver
         self.limits = limits or TcpLimits()
@@ -197,7 +201,7 @@ class TcpTransport:
         socks: list[socket.socket] = []
         try:
             for fam, h in plan:
-                sock = _listen_socket(fam, h, port)
+                sock = _listen_socket(fam, h, port, self.reuse_port)
                 socks.append(sock)
                 port = sock.getsockname()[1]
         except SipTransportError:
