@@ -134,7 +134,7 @@ def test_registrations_from_many_ports_reach_both_workers(workers: Pbx) -> None:
     start = len(workers.log_lines())
     register_many(workers, 60)
     # every REGISTER is answered 401 (challenge) then 200: count the challenges per worker
-    challenged = lines_by_instance(workers, start, msg="request rejected", status=401)
+    challenged = lines_by_instance(workers, start, msg="challenge sent", status=401)
     base = f"e2e-{workers.port}"
     assert set(challenged) == {f"{base}-w0", f"{base}-w1"}, challenged
     assert sum(challenged.values()) == 60
@@ -162,7 +162,7 @@ def test_calls_through_workers_connect_and_end(workers: Pbx, webhooks: WebhookSe
         assert result.rc == 0, result.explain()
         assert result.stat("SuccessfulCall") == 6, result.explain()
         assert bob.wait(30).rc == 0
-        handled = lines_by_instance(workers, start, msg="request rejected", status=401)
+        handled = lines_by_instance(workers, start, msg="challenge sent", status=401)
         assert sum(handled.values()) == 6, handled
     finally:
         bob.stop()
