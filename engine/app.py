@@ -51,6 +51,10 @@ class Component:
     def summary(self) -> dict[str, Any]:
         return {}
 
+    def sizes(self) -> dict[str, int]:
+        """Counts of the per-call/per-transaction tables it owns (logged on SIGUSR1)."""
+        return {}
+
 
 class App:
     def __init__(self, settings: Settings, components: list[Component]):
@@ -79,6 +83,19 @@ class App:
         gc.set_threshold(50_000, 20, 20)
         log.milestone("ready", **summary)
 
+    def log_sizes(self) -> None:
+        """One ``sizes`` line: every per-call table, RSS and GC counters (leak checks;
+        with no traffic the per-call tables return to their idle sizes)."""
+        from engine.sizes import process_sizes
+
+        sizes: dict[str, Any] = process_sizes()
+        for component in self.started:
+            try:
+                sizes.update(component.sizes())
+            except Exception as exc:  # diagnostics must never take the daemon down
+                sizes[f"{component.name}_error"] = repr(exc)
+        log.info("sizes", **sizes)
+
     async def _stop_started(self) -> None:
         for component in reversed(self.started):
             try:
@@ -106,6 +123,7 @@ class App:
             loop.add_signal_handler(signal.SIGINT, self.request_stop)
             loop.add_signal_handler(signal.SIGHUP,
                                     lambda: loop.create_task(self.reload()))
+            loop.add_signal_handler(signal.SIGUSR1, self.log_sizes)
         await self.start()
         await self._stop.wait()
         await self.shutdown()
