@@ -12,8 +12,10 @@ Runs, for ``--minutes`` (default 10), at the same time:
   is microseconds), so the largest one per interval is the worst stall seen.
 
 Every ``--interval`` seconds (default 30) it samples the daemon's RSS (VmRSS of
-/proc/PID/status), CPU (utime+stime of /proc/PID/stat over the interval) and the
-largest OPTIONS round trip, and prints a row. At the end: one verdict line — PASS when
+/proc/PID/status), CPU (utime+stime of /proc/PID/stat over the interval), the share
+of the interval its main thread waited for a CPU while runnable (``runq %``, from
+/proc/PID/schedstat: machine contention, not the daemon) and the largest OPTIONS
+round trip, and prints a row. At the end: one verdict line — PASS when
 RSS after the first minute grows by less than 5 % to the end of the run and no OPTIONS
 took more than 100 ms (a stall); FAIL otherwise.
 
@@ -71,6 +73,16 @@ def cpu_seconds(pid: int) -> float:
     stat = Path(f"/proc/{pid}/stat").read_text()
     fields = stat[stat.rindex(")") + 2:].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def runqueue_wait_seconds(pid: int) -> float:
+    """Time the daemon's main thread spent runnable but waiting for a CPU (schedstat):
+    high when the machine is busy, so a lag spike with a high wait is contention,
+    not the event loop."""
+    try:
+        return int(Path(f"/proc/{pid}/schedstat").read_text().split()[1]) / 1e9
+    except (OSError, IndexError, ValueError):
+        return 0.0
 
 
 @dataclass
@@ -195,11 +207,11 @@ def soak(minutes: float, reg_rate: int, call_rate: int, hold_ms: int, interval: 
             extra=[*CALLER, "-d", str(hold_ms)])
         print(f"soak: {reg_rate} REG/s + {call_rate} calls/s (hold {hold_ms} ms) for "
               f"{minutes:g} min; daemon pid {pid}; env {env or '{}'}", flush=True)
-        print(f"{'t(s)':>6} {'RSS MiB':>8} {'CPU %':>6} {'lag max ms':>10} "
+        print(f"{'t(s)':>6} {'RSS MiB':>8} {'CPU %':>6} {'runq %':>6} {'lag max ms':>10} "
               f"{'reg ok':>8} {'reg fail':>8} {'call ok':>8} {'call fail':>9}", flush=True)
         rows: list[tuple[float, int, int]] = []
         started = time.monotonic()
-        last_cpu, last_t = cpu_seconds(pid), started
+        last_cpu, last_t, last_wait = cpu_seconds(pid), started, runqueue_wait_seconds(pid)
         try:
             next_sample = started + interval
             while True:
@@ -211,11 +223,13 @@ def soak(minutes: float, reg_rate: int, call_rate: int, hold_ms: int, interval: 
                 next_sample += interval
                 now, cpu = time.monotonic(), cpu_seconds(pid)
                 rss = rss_kib(pid)
+                wait = runqueue_wait_seconds(pid)
                 cpu_pct = 100 * (cpu - last_cpu) / max(1e-3, now - last_t)
-                last_cpu, last_t = cpu, now
+                wait_pct = 100 * (wait - last_wait) / max(1e-3, now - last_t)
+                last_cpu, last_t, last_wait = cpu, now, wait
                 (rok, rfail), (cok, cfail) = counts(reg_dir), counts(call_dir)
                 rows.append((now - started, rss, cok))
-                print(f"{now - started:6.0f} {rss / 1024:8.1f} {cpu_pct:6.1f} "
+                print(f"{now - started:6.0f} {rss / 1024:8.1f} {cpu_pct:6.1f} {wait_pct:6.1f} "
                       f"{probe.take() * 1000:10.1f} {rok:8d} {rfail:8d} {cok:8d} {cfail:9d}",
                       flush=True)
                 if finished or overdue:

@@ -16,6 +16,7 @@ import contextlib
 import gc
 import signal
 import sys
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -56,6 +57,37 @@ class Component:
         return {}
 
 
+class GcPauseWatch:
+    """Times every garbage collection (``gc.callbacks``): the longest pause so far is in
+    the SIGUSR1 ``sizes`` line, and one over ``warn_ms`` is logged at warning - a
+    collection stops the event loop, so a long one is a stall every call feels."""
+
+    def __init__(self, warn_ms: float = 100.0):
+        self.warn_ms = warn_ms
+        self.max_ms = 0.0
+        self.collections = 0
+        self._started = 0.0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+            return
+        ms = (time.perf_counter() - self._started) * 1000
+        self.collections += 1
+        self.max_ms = max(self.max_ms, ms)
+        if ms >= self.warn_ms:
+            log.warning("long garbage collection", ms=round(ms, 1),
+                        generation=info.get("generation"), collected=info.get("collected"))
+
+    def install(self) -> None:
+        if self not in gc.callbacks:
+            gc.callbacks.append(self)
+
+    def uninstall(self) -> None:
+        with contextlib.suppress(ValueError):
+            gc.callbacks.remove(self)
+
+
 class App:
     def __init__(self, settings: Settings, components: list[Component]):
         self.settings = settings
@@ -64,6 +96,7 @@ class App:
         self._reload_requested = False
         self.started: list[Component] = []
         self.draining = False
+        self.gc_watch = GcPauseWatch()
 
     async def start(self) -> None:
         for component in self.components:
@@ -81,6 +114,7 @@ class App:
         # transactions per second would otherwise trigger a collection every few ms).
         gc.freeze()
         gc.set_threshold(50_000, 20, 20)
+        self.gc_watch.install()
         log.milestone("ready", **summary)
 
     def log_sizes(self) -> None:
@@ -89,6 +123,7 @@ class App:
         from engine.sizes import process_sizes
 
         sizes: dict[str, Any] = process_sizes()
+        sizes["gc_max_pause_ms"] = round(self.gc_watch.max_ms, 1)
         for component in self.started:
             try:
                 sizes.update(component.sizes())
@@ -144,6 +179,7 @@ class App:
             log.warning("grace period over; ending remaining work",
                         busy=sum(c.busy() for c in self.started))
         await self._stop_started()
+        self.gc_watch.uninstall()
         log.milestone("stopped")
 
 
