@@ -129,7 +129,9 @@ def test_calls_leave_nothing_behind(pbx: Pbx, webhook_server: WebhookServer,
     rss_per_call = (second["rss_kib"] - first["rss_kib"]) / CALLS_PER_ROUND
     blocks_per_call = (second["py_blocks"] - first["py_blocks"]) / CALLS_PER_ROUND
     print(f"second round: {rss_per_call:+.2f} KiB RSS, {blocks_per_call:+.1f} Python blocks "
-          f"per call; after round 1 {first}; idle {idle}; after round 2 {second}")
+          f"per call; RSS KiB / blocks after round 1 {first['rss_kib']} / "
+          f"{first['py_blocks']}, drained {idle['rss_kib']} / {idle['py_blocks']}, after "
+          f"round 2 {second['rss_kib']} / {second['py_blocks']}; {second}")
     assert rss_per_call < MAX_RSS_KIB_PER_CALL, (rss_per_call, first, second)
     assert blocks_per_call < MAX_BLOCKS_PER_CALL, (blocks_per_call, first, second)
     grown = {t: (first[t], second[t]) for t in PER_CALL_TABLES if second[t] > first[t]}
