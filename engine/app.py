@@ -19,6 +19,7 @@ import logging
 import os
 import signal
 import sys
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -62,6 +63,41 @@ class Component:
     def summary(self) -> dict[str, Any]:
         return {}
 
+    def sizes(self) -> dict[str, int]:
+        """Counts of the per-call/per-transaction tables it owns (logged on SIGUSR1)."""
+        return {}
+
+
+class GcPauseWatch:
+    """Times every garbage collection (``gc.callbacks``): the longest pause so far is in
+    the SIGUSR1 ``sizes`` line, and one over ``warn_ms`` is logged at warning - a
+    collection stops the event loop, so a long one is a stall every call feels."""
+
+    def __init__(self, warn_ms: float = 100.0):
+        self.warn_ms = warn_ms
+        self.max_ms = 0.0
+        self.collections = 0
+        self._started = 0.0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+            return
+        ms = (time.perf_counter() - self._started) * 1000
+        self.collections += 1
+        self.max_ms = max(self.max_ms, ms)
+        if ms >= self.warn_ms:
+            log.warning("long garbage collection", ms=round(ms, 1),
+                        generation=info.get("generation"), collected=info.get("collected"))
+
+    def install(self) -> None:
+        if self not in gc.callbacks:
+            gc.callbacks.append(self)
+
+    def uninstall(self) -> None:
+        with contextlib.suppress(ValueError):
+            gc.callbacks.remove(self)
+
 
 class App:
     def __init__(self, settings: Settings, components: list[Component]):
@@ -75,6 +111,7 @@ class App:
         for component in components:
             component.attach(self)
         self.on_ready: Callable[[], None] | None = None  # e.g. tell the supervisor
+        self.gc_watch = GcPauseWatch()
 
     async def start(self) -> None:
         for component in self.components:
@@ -92,10 +129,25 @@ class App:
         # transactions per second would otherwise trigger a collection every few ms).
         gc.freeze()
         gc.set_threshold(50_000, 20, 20)
+        self.gc_watch.install()
         log.milestone("ready", **summary)
         notify("READY=1", "STATUS=serving")
         if self.on_ready is not None:
             self.on_ready()
+
+    def log_sizes(self) -> None:
+        """One ``sizes`` line: every per-call table, RSS and GC counters (leak checks;
+        with no traffic the per-call tables return to their idle sizes)."""
+        from engine.sizes import process_sizes
+
+        sizes: dict[str, Any] = process_sizes()
+        sizes["gc_max_pause_ms"] = round(self.gc_watch.max_ms, 1)
+        for component in self.started:
+            try:
+                sizes.update(component.sizes())
+            except Exception as exc:  # diagnostics must never take the daemon down
+                sizes[f"{component.name}_error"] = repr(exc)
+        log.info("sizes", **sizes)
 
     async def _stop_started(self) -> None:
         for component in reversed(self.started):
@@ -134,6 +186,7 @@ class App:
             loop.add_signal_handler(signal.SIGINT, self.request_stop)
             loop.add_signal_handler(signal.SIGHUP,
                                     lambda: loop.create_task(self.reload()))
+            loop.add_signal_handler(signal.SIGUSR1, self.log_sizes)
         await self.start()
         await self._stop.wait()
         await self.shutdown()
@@ -155,6 +208,7 @@ class App:
             log.warning("grace period over; ending remaining work",
                         busy=sum(c.busy() for c in self.started))
         await self._stop_started()
+        self.gc_watch.uninstall()
         log.milestone("stopped")
 
 

@@ -110,6 +110,11 @@ class StoreComponent(Component):
     async def stop(self) -> None:
         await self.store.close()
 
+    def sizes(self) -> dict[str, int]:
+        from engine.sizes import store_sizes
+
+        return store_sizes(self.store)
+
 
 class HooksComponent(Component):
     """The shared webhook client and the RegHook/CallHook/StatusHook callers."""
@@ -140,6 +145,11 @@ class HooksComponent(Component):
     async def stop(self) -> None:
         await self.statushook.close()
         await self.client.close()
+
+    def sizes(self) -> dict[str, int]:
+        from engine.sizes import hooks_sizes
+
+        return hooks_sizes(self.client)
 
 
 class MediaComponent(Component):
@@ -179,6 +189,11 @@ class MediaComponent(Component):
 
     def summary(self) -> dict[str, Any]:
         return {"rtpengine": {s.endpoint: s.state for s in self.media.statuses()}}
+
+    def sizes(self) -> dict[str, int]:
+        from engine.sizes import media_sizes
+
+        return media_sizes(self.media)
 
 
 class MachinesComponent(Component):
@@ -220,6 +235,11 @@ class MachinesComponent(Component):
     def summary(self) -> dict[str, Any]:
         return {"machines": self.library.versions()}
 
+    def sizes(self) -> dict[str, int]:
+        from engine.sizes import runtime_sizes
+
+        return runtime_sizes(self.runtime)
+
 
 class SipComponent(Component):
     """The SIP backend (embedded by default) and the dispatcher to machines."""
@@ -255,6 +275,11 @@ class SipComponent(Component):
 
     def summary(self) -> dict[str, Any]:
         return {"sip": [f"{a.transport}:{a.host}:{a.port}" for a in self.port.local_addresses()]}
+
+    def sizes(self) -> dict[str, int]:
+        from engine.sizes import sip_sizes
+
+        return sip_sizes(self.port)
 
 
 def build_components(settings: Settings) -> list[Component]:

@@ -126,6 +126,8 @@ class EmbeddedDialog:
         UPDATE with an offer → 200 with the current local SDP; the others → 200."""
         if event not in _EVENT_NAMES:
             raise ValueError(f"unknown dialog event {event!r}; one of {sorted(_EVENT_NAMES)}")
+        if not self.connected:
+            return  # ended: nothing will ever be delivered (and see ``end``)
         self._listeners[event] = callback
 
     def off(self, event: str) -> None:
@@ -326,6 +328,11 @@ class EmbeddedDialog:
                 notice = EmbeddedIncomingRequest(self.port, bye_req, None, self.peer or Peer(
                     "", 0, self.transport), self.flow, dialog=self, reason=reason)
                 self.port.safe_call(cb, "bye", notice)
+        # An ended dialog fires nothing more. Its listeners close over the call's machine
+        # instance, which holds this dialog: dropping them lets the call be freed by
+        # reference counting instead of waiting, with all its objects, for a full
+        # garbage collection (a long pause once many calls have piled up).
+        self._listeners.clear()
         log.debug("dialog ended", dialog=self.id, reason=reason)
 
     # ------------------------------------------------------------------ received requests
@@ -339,8 +346,8 @@ class EmbeddedDialog:
             return
         if method == "BYE":
             req.send_response(200)
-            self.end("BYE received", notify=False)
             cb = self._listeners.get("bye")
+            self.end("BYE received", notify=False)
             if cb is not None:
                 self.port.safe_call(cb, "bye", req)
             return

@@ -182,6 +182,7 @@ class EmbeddedClientLeg:
         if not self._future.done():
             log.debug("INVITE failed", call_id=self._call_id, status=exc.status,
                       reason=exc.reason)
+            self.on_provisional = None  # see on_response
             self._future.set_exception(exc)
 
     # ------------------------------------------------------------------ ClientUser
@@ -246,6 +247,11 @@ class EmbeddedClientLeg:
             dialog.expect_late_ack(self.tx)
         else:
             dialog.send_invite_ack(None)
+        # No provisional response is delivered after the final one. The callback closes
+        # over the calling machine instance, and this leg stays in the port's tables for
+        # the transaction's 64*T1 after the 2xx: holding it would keep each ended call
+        # (instance, trace, SDP) alive for 32 s more.
+        self.on_provisional = None
         self._future.set_result(dialog)
 
     def on_timeout(self, tx: int, timer: str) -> None:

@@ -161,6 +161,10 @@ class EmbeddedIncomingRequest:
         if status >= 200:
             self.final_sent = True
             self.final_status = status
+            # a CANCEL after the final response changes nothing; and the callbacks (which
+            # usually close over the call's machine instance, itself holding this request)
+            # would otherwise keep a cycle alive until a full garbage collection
+            self._cancel_cbs = None
             port.answered(self)
             if self.dialog is not None and status < 300 and self.method == "UPDATE":
                 self.dialog.update_answered(self, body)
