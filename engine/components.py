@@ -42,6 +42,7 @@ class Services:
     runtime: Any = None
     dispatcher: Any = None
     trunks: Any = None
+    leases: Any = None  # engine.lease.Leases: who keeps each trunk registration
     health: Health = field(default_factory=Health)
     abuse: Any = None  # engine.abuse.guard.AbuseGuard
     metrics: Any = None  # engine.api.metrics.Metrics while the HTTP API is on

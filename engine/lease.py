@@ -107,3 +107,32 @@ class Leases:
     async def others_standing_by(self, domain: str, trunk_id: str) -> list[str]:
         alive = await self._standing_by(keys=[standby_key(domain, trunk_id)], args=[])
         return [e for e in alive if e != self.owner]
+
+
+class MemoryLeases:
+    """The same operations for one process alone (``dragonpbx simulate``, unit tests):
+    this engine is the only one, so it always holds what it asks for."""
+
+    def __init__(self, owner: str, ttl: float):
+        self.owner = owner
+        self.ttl = ttl
+        self._held: set[tuple[str, str]] = set()
+
+    async def take_or_renew(self, domain: str, trunk_id: str) -> bool:
+        self._held.add((domain, trunk_id))
+        return True
+
+    async def release(self, domain: str, trunk_id: str) -> bool:
+        if (domain, trunk_id) in self._held:
+            self._held.discard((domain, trunk_id))
+            return True
+        return False
+
+    async def holder(self, domain: str, trunk_id: str) -> str | None:
+        return self.owner if (domain, trunk_id) in self._held else None
+
+    async def stop_standing_by(self, domain: str, trunk_id: str) -> None:
+        return None
+
+    async def others_standing_by(self, domain: str, trunk_id: str) -> list[str]:
+        return []

@@ -94,8 +94,12 @@ class TrunkRegistrations(Component):
         self._unsubscribe: Any = None
         self._draining: asyncio.Task[Any] | None = None
         settings = services.settings
-        self.leases = Leases(services.store.client, settings.instance_id,
-                             ttl=settings.regtrunk_refresh)
+        # Redis leases between engines; a simulation brings its own (engine.lease.MemoryLeases)
+        leases = getattr(services, "leases", None)
+        if leases is None:
+            leases = Leases(services.store.client, settings.instance_id,
+                            ttl=settings.regtrunk_refresh)
+        self.leases = services.leases = leases
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:

@@ -206,7 +206,7 @@ LEASE_OUTCOMES = ("lease.acquired", "lease.held_elsewhere", "lease.unavailable")
 
 
 def _leases(ctx: Any) -> Any:
-    return ctx.services.trunks.leases
+    return ctx.services.leases
 
 
 @action(emits=LEASE_OUTCOMES, outcomes=LEASE_OUTCOMES)

@@ -56,6 +56,9 @@ def counting_bytes() -> Any:
     return lambda n: next(counter).to_bytes(n, "big")
 
 
+from engine.lease import MemoryLeases  # noqa: E402
+
+
 def make_services(config: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None,
                   *, outcomes: Outcomes | None = None, record: Recorder = _nothing,
                   abuse: bool = False, config_file: str = "config.json") -> SimpleNamespace:
@@ -82,4 +85,5 @@ def make_services(config: Mapping[str, Any] | None = None, env: Mapping[str, str
         statushook=RecordingStatusHook(record), media=FakeMedia(outcomes, record),
         sip=FakeSipPort(outcomes, record), abuse=ScriptedAbuse(outcomes) if abuse else None,
         runtime=None, trunks=None,
+        leases=MemoryLeases("simulation", ttl=settings.regtrunk_refresh),
     )
