@@ -312,7 +312,17 @@ def test_live_call_registrations_and_trunks(pbx: Pbx, watched: Watched,
     first_drawing = page.evaluate(HIGHLIGHTED_PIXELS)
     assert first_drawing > 100
     assert page.is_visible("#live-calls tbody tr.selected")
+    # the challenged first INVITE (same Call-ID) is not listed as recent beside the live call
+    assert page.locator(f"#recent-calls tbody tr[data-call-id='{call_id}']").count() == 0
     page.screenshot(path=str(tmp_path / "live-call.png"), full_page=True)
+    # a click on the drawing shows that spot at actual size (scrolled there); again: fitted
+    box = page.locator("#diagram").bounding_box()
+    page.mouse.click(box["x"] + box["width"] * 0.1, box["y"] + box["height"] * 0.85)
+    assert page.eval_on_selector("#diagram", "i => i.clientWidth === i.naturalWidth")
+    assert page.eval_on_selector("#diagram-box", "b => b.scrollTop > 0")
+    page.screenshot(path=str(tmp_path / "live-call-actual-size.png"))
+    page.click("#zoom")
+    assert page.eval_on_selector("#diagram", "i => i.clientWidth < i.naturalWidth")
 
     # the caller hangs up: the call moves to "recent" with its outcome
     assert caller.wait(40).rc == 0, caller.messages[-3000:]
@@ -320,10 +330,11 @@ def test_live_call_registrations_and_trunks(pbx: Pbx, watched: Watched,
     recent = page.wait_for_selector(f"#recent-calls tbody tr[data-call-id='{call_id}']")
     ended = next(c for c in api_get(pbx, "/api/v1/calls", status="ended")["items"]
                  if c["call_id"] == call_id)
-    assert ended["outcome"]
-    page.wait_for_function("() => document.querySelector('#recent-calls tbody tr td.outcome')"
-                           f".textContent === {ended['outcome']!r}")
+    assert ended["outcome"] == "ending (done)"
+    assert page.locator("#recent-calls tbody tr").count() == 1
+    assert recent.eval_on_selector("td.outcome", "td => td.textContent") == "ending (done)"
     assert "alice" in (recent.text_content() or "")
+    assert recent.get_attribute("class") == "selected"
     pump_until(page, lambda: _row_text(page, "#live-calls tbody") == "", 10, "no live call listed")
     assert page.is_visible("#live-empty")
     page.wait_for_function("() => document.getElementById('diagram-note').textContent"

@@ -142,7 +142,10 @@
 
   function showCalls(calls) {
     const live = calls.filter((c) => c.live);
-    const ended = calls.filter((c) => !c.live);
+    // an INVITE answered 401 and re-sent keeps its Call-ID: while the call runs, the
+    // challenged attempt is not listed beside it (the API shows the live one for that id)
+    const liveIds = new Set(live.map((c) => c.call_id));
+    const ended = calls.filter((c) => !c.live && !liveIds.has(c.call_id));
     fill("live-calls", "live-empty", "live-count", live, (c) => callRow(c, false));
     fill("recent-calls", "recent-empty", "recent-count", ended, (c) => callRow(c, true));
     if (selected) {
@@ -202,6 +205,19 @@
       if (previous) URL.revokeObjectURL(previous);
     };
     img.src = url;
+  }
+
+  // Toggle between fitted and actual size; at actual size scroll so that the point at
+  // fractions (fx, fy) of the drawing is in the middle of the box.
+  function zoom(fx, fy) {
+    const box = $("diagram-box");
+    const img = $("diagram");
+    const actual = box.classList.toggle("actual");
+    $("zoom").textContent = actual ? "Fit to panel" : "Actual size";
+    if (actual) {
+      box.scrollLeft = fx * img.naturalWidth - box.clientWidth / 2;
+      box.scrollTop = fy * img.naturalHeight - box.clientHeight / 2;
+    }
   }
 
   // ------------------------------------------------------------------ registrations, trunks
@@ -338,6 +354,12 @@
       setStatus("not connected");
       showMessage("Token forgotten: enter it again to continue.", "info");
       $("forget").hidden = true;
+    });
+    $("zoom").addEventListener("click", () => zoom(0.5, 0));
+    // a click on the fitted drawing shows that spot at actual size; another click fits again
+    $("diagram").addEventListener("click", (e) => {
+      const img = e.currentTarget;
+      zoom(e.offsetX / img.clientWidth, e.offsetY / img.clientHeight);
     });
     $("instance").addEventListener("change", (e) => {
       if (!selected) return;
