@@ -150,7 +150,13 @@
     fill("recent-calls", "recent-empty", "recent-count", ended, (c) => callRow(c, true));
     if (selected) {
       const call = calls.find((c) => c.call_id === selected.callId);
-      if (call) updateSelected(call);
+      if (call) {
+        updateSelected(call);
+      } else { // dropped from the recent calls (API_RECENT_CALLS_SECS): keep the last drawing
+        selected.live = false;
+        selected.finalDrawn = true;
+        $("diagram-note").textContent = "no longer kept by the daemon";
+      }
     }
   }
 
