@@ -263,9 +263,9 @@ def test_live_call_registrations_and_trunks(pbx: Pbx, watched: Watched,
     bob_port = free_udp_port()
     register(pbx, "alice")
     register(pbx, "bob", bob_port)
-    row = page.wait_for_selector("#registrations tr[data-user='alice']")
+    row = page.wait_for_selector(f"#registrations tr[data-user='alice@{DOMAIN}']")
     assert DOMAIN in (row.text_content() or "") and "udp" in (row.text_content() or "")
-    page.wait_for_selector("#registrations tr[data-user='bob']")
+    page.wait_for_selector(f"#registrations tr[data-user='bob@{DOMAIN}']")
 
     # the registration trunk, registered with the SIPp registrar
     trunk = page.wait_for_selector("#trunks tr[data-trunk-id='7'] td.state-registered",

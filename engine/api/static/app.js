@@ -248,7 +248,7 @@
 
   function registrationRow(r) {
     const tr = document.createElement("tr");
-    tr.dataset.user = r.user;
+    tr.dataset.user = r.user + "@" + r.domain;
     tr.append(cell(r.user), cell(r.domain), cell(r.contact, "mono"), cell(r.transport),
       cell(duration(r.ttl)), cell(r.user_agent));
     return tr;
