@@ -9,7 +9,8 @@ cd "$ROOT"
 PKGS="python3 python3-venv python3-dev gcc rtpengine-daemon rtpengine-utils sip-tester
       redis-server postgresql sox libsox-fmt-mp3 ffmpeg graphviz tcpdump
       libboost-thread1.74.0 libboost-log1.74.0 libboost-filesystem1.74.0 libgoogle-perftools4
-      libcurl4 libssl3 zlib1g"
+      libcurl4 libssl3 zlib1g
+      chromium fonts-liberation"
 missing=""
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q '^install ok installed$' \

@@ -1,4 +1,5 @@
-"""The HTTP server on ``WEBHOST:WEBPORT`` (aiohttp): API, ``/metrics``, ``/health``.
+"""The HTTP server on ``WEBHOST:WEBPORT`` (aiohttp): API, ``/metrics``, ``/health``,
+and the live page at ``/`` (engine/api/page.py).
 
 Auth: ``/health``, ``/ready`` and ``/metrics`` are open (probes and Prometheus);
 everything under ``/api/v1/`` needs ``Authorization: Bearer $API_TOKEN``
@@ -23,6 +24,7 @@ from engine.api import routes
 from engine.api.calls import CallBook
 from engine.api.metrics import Metrics
 from engine.api.openapi import ROUTES
+from engine.api.page import add_page_routes
 from engine.app import Component
 from engine.errors import ConfigError
 from engine.log import get_logger
@@ -73,6 +75,7 @@ def make_app(ctx: routes.ApiContext, token: str | None) -> web.Application:
     app[routes.CTX] = ctx
     for r in ROUTES:
         app.router.add_route(r.method, r.path, r.handler)
+    add_page_routes(app)  # the live page at / (static files; its API calls need the token)
     return app
 
 

@@ -39,7 +39,10 @@ def test_wheel_ships_data(installed: tuple[Path, Path]) -> None:
                    "engine/_shipped/schemas/config.schema.json",
                    "engine/_shipped/media/uk.wav", "engine/_shipped/media/us.wav",
                    "engine/_shipped/media/eu.wav",
-                   "engine/config/migrations/0001_config_tables.sql"):
+                   "engine/config/migrations/0001_config_tables.sql",
+                   # the live page at / (engine/api/page.py serves these files)
+                   "engine/api/static/index.html", "engine/api/static/app.js",
+                   "engine/api/static/style.css", "engine/api/static/favicon.svg"):
         assert needed in names, needed
 
 
