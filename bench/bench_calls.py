@@ -9,6 +9,9 @@ packet relaying; RTPEngine's own relaying is measured by bench_rtpengine.py).
 
 * **rate**: steps up the call rate; a step passes when every call over the whole
   duration (≥ 30 s by default) succeeds. Prints the highest passing rate.
+  Every step also prints the daemon's CPU per completed call (utime + stime from
+  /proc/PID/stat over the step / successful calls), which holds on a shared machine;
+  ``--rates 40 --hold-ms 5000`` measures it at one fixed rate with a 5 s hold.
 * **memory**: holds ``--concurrent`` calls at once (long hold time) and prints the
   daemon's RSS growth per concurrent call, measured between an idle baseline
   (after a warm-up) and the moment all calls are up.
@@ -91,6 +94,7 @@ def bench_rate(rates: list[int], seconds: float, hold_ms: int, loglevel: str) ->
     with services(config(), webhooks=True, rtp_ports=10000, loglevel=loglevel,
                   env={"CALLHOOK_TIMEOUT": "3"}) as svc:
         callee = prepare(svc)
+        pid = svc["daemon"].proc.pid
         try:
             run_sipp(HERE / "scenarios" / "uac_call.xml", svc["sip"], rate=20, seconds=3,
                      workdir=svc["workdir"], keys=KEYS,
@@ -98,7 +102,7 @@ def bench_rate(rates: list[int], seconds: float, hold_ms: int, loglevel: str) ->
             for rate in rates:
                 r = run_sipp(HERE / "scenarios" / "uac_call.xml", svc["sip"], rate=rate,
                              seconds=seconds, workdir=svc["workdir"], keys=KEYS,
-                             extra=[*CALLER, "-d", str(hold_ms)])
+                             extra=[*CALLER, "-d", str(hold_ms)], cpu_pid=pid)
                 # a step passes with no failure and the calls completing at (nearly) the
                 # offered rate; achieved = calls / whole run, so the hold time and SIPp's
                 # start-up make it read a little low on short runs
@@ -106,7 +110,9 @@ def bench_rate(rates: list[int], seconds: float, hold_ms: int, loglevel: str) ->
                           and r["achieved"] >= 0.9 * rate)
                 print(f"  {rate:5d} calls/s for {seconds:g}s (hold {hold_ms} ms): "
                       f"{int(r['successful'])} ok, {int(r['failed'])} failed, "
-                      f"{r['achieved']:.0f}/s achieved {'PASS' if passed else 'FAIL'}",
+                      f"{r['achieved']:.0f}/s achieved, engine CPU "
+                      f"{r['cpu_us_per_op']:.0f} µs/call ({100 * r['sys_share']:.0f} % in the "
+                      f"kernel) {'PASS' if passed else 'FAIL'}",
                       flush=True)
                 if not passed:
                     break

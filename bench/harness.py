@@ -139,6 +139,46 @@ def services(config: dict, *, env: dict[str, str] | None = None, webhooks: bool 
             p.stop()
 
 
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_times(pid: int) -> tuple[float, float]:
+    """(utime, stime) of process ``pid`` so far, from /proc/PID/stat (seconds)."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2:].split()  # after "pid (comm) "; comm may hold spaces
+    return int(fields[11]) / CLOCK_TICKS, int(fields[12]) / CLOCK_TICKS  # stat(5) 14, 15
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of process ``pid`` so far (seconds). CPU per operation from this
+    holds on a shared machine, where wall-clock rates do not."""
+    return sum(cpu_times(pid))
+
+
+@contextlib.contextmanager
+def _profiled(pid: int | None) -> Iterator[None]:
+    """With BENCH_PYSPY=path.txt in the environment, samples ``pid`` with py-spy
+    (``pip install py-spy``) while the block runs and writes its collapsed stacks
+    (one "frame;frame;... count" line each) to that path, one file per step."""
+    out = os.environ.get("BENCH_PYSPY")
+    if not out or not pid:
+        yield
+        return
+    path = Path(out)
+    step = 0
+    while (target := path.with_name(f"{path.stem}-{step}{path.suffix}")).exists():
+        step += 1
+    spy = subprocess.Popen([str(Path(sys.executable).with_name("py-spy")), "record",
+                            "--pid", str(pid), "--format", "raw", "--rate", "200",
+                            "--nonblocking", "-o", str(target)],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        yield
+    finally:
+        spy.send_signal(signal.SIGINT)
+        spy.wait(30)
+
+
 def sipp_stats(path: Path) -> dict[str, str]:
     rows = list(csv.reader(path.read_text(errors="replace").splitlines(), delimiter=";"))
     return dict(zip(rows[0], rows[-1], strict=False)) if len(rows) > 1 else {}
@@ -146,9 +186,10 @@ def sipp_stats(path: Path) -> dict[str, str]:
 
 def run_sipp(scenario: Path, target: str, *, rate: float, seconds: float, workdir: Path,
              extra: list[str] | None = None, keys: dict[str, str] | None = None,
-             inject: Path | None = None) -> dict[str, float]:
-    """Run SIPp at ``rate`` calls/s for ``seconds``; returns created/successful/failed and
-    the achieved rate."""
+             inject: Path | None = None, cpu_pid: int | None = None) -> dict[str, float]:
+    """Run SIPp at ``rate`` calls/s for ``seconds``; returns created/successful/failed,
+    the achieved rate and, with ``cpu_pid``, that process's CPU over the run (``cpu_s``)
+    and per successful call (``cpu_us_per_op``, µs)."""
     run_dir = Path(tempfile.mkdtemp(prefix="sipp-", dir=workdir))
     total = int(rate * seconds)
     argv = ["sipp", "-sf", str(scenario), target, "-i", "127.0.0.1", "-p",
@@ -162,13 +203,21 @@ def run_sipp(scenario: Path, target: str, *, rate: float, seconds: float, workdi
     if inject is not None:
         argv += ["-inf", str(inject)]
     argv += extra or []
+    user0, sys0 = cpu_times(cpu_pid) if cpu_pid else (0.0, 0.0)
     started = time.monotonic()
-    subprocess.run(argv, cwd=run_dir, capture_output=True, check=False,
-                   timeout=seconds * 3 + 60)
+    with _profiled(cpu_pid):
+        subprocess.run(argv, cwd=run_dir, capture_output=True, check=False,
+                       timeout=seconds * 3 + 60)
     elapsed = time.monotonic() - started
+    if cpu_pid:
+        time.sleep(0.5)  # the last transactions' and RTPEngine deletes' work lands
+    user1, sys1 = cpu_times(cpu_pid) if cpu_pid else (0.0, 0.0)
+    cpu_s, sys_s = user1 - user0 + sys1 - sys0, sys1 - sys0
     stats = sipp_stats(run_dir / "stat.csv")
     ok = float(stats.get("SuccessfulCall(C)", 0) or 0)
     failed = float(stats.get("FailedCall(C)", 0) or 0)
     return {"rate": rate, "created": float(stats.get("OutgoingCall(C)", 0) or 0),
             "successful": ok, "failed": failed, "elapsed": elapsed,
-            "achieved": ok / elapsed if elapsed else 0.0}
+            "achieved": ok / elapsed if elapsed else 0.0, "cpu_s": cpu_s,
+            "cpu_us_per_op": cpu_s * 1e6 / ok if ok else 0.0,
+            "sys_share": sys_s / cpu_s if cpu_s else 0.0}
