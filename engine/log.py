@@ -56,21 +56,67 @@ def redact_text(text: str) -> str:
     return _DIGEST_RESPONSE.sub(r"\1=***", text)
 
 
+_secret_key_cache: dict[Any, bool] = {}
+_PLAIN = (int, float, bool, type(None))
+
+
+def _is_secret_key(key: Any) -> bool:
+    """``_SECRET_KEYS`` for a field name, remembered: the names are the code's few."""
+    hit = isinstance(key, str) and bool(_SECRET_KEYS.search(key))
+    if len(_secret_key_cache) < 4096:
+        _secret_key_cache[key] = hit
+    return hit
+
+
+def _redact_fields(fields: Mapping[str, Any], out: dict[str, Any]) -> None:
+    """``out.update(redact(fields))`` without a new dict or a regex per line: the keys'
+    verdicts are remembered, plain numbers pass as they are."""
+    cache = _secret_key_cache
+    for k, v in fields.items():
+        secret = cache.get(k)
+        if secret is None:
+            secret = _is_secret_key(k)
+        kind = type(v)
+        if secret and v is not None and v != "":
+            out[k] = REDACTED
+        elif kind is str:
+            out[k] = redact_text(v)
+        elif kind in _PLAIN:
+            out[k] = v
+        else:
+            out[k] = redact(v, 1)
+
+
+# One encoder for every line (json.dumps with options builds a new one per call).
+_ENCODER = json.JSONEncoder(default=str, ensure_ascii=False)
+
+
 class JsonFormatter(logging.Formatter):
+    def __init__(self) -> None:
+        super().__init__()
+        self._second = -1
+        self._stamp = ""
+
+    def _time(self, created: float) -> str:
+        second = int(created)
+        if second != self._second:  # strftime once a second, not once a line
+            self._second = second
+            self._stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        return f"{self._stamp}.{int((created - second) * 1000):03d}Z"
+
     def format(self, record: logging.LogRecord) -> str:
         out: dict[str, Any] = {
-            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-            + f".{int(record.msecs):03d}Z",
+            "time": self._time(record.created),
             "level": record.levelname.lower(),
             "logger": record.name,
             "msg": redact_text(record.getMessage()),
         }
         fields = getattr(record, "fields", None)
         if fields:
-            out.update(redact(fields))
+            _redact_fields(fields, out)
         if record.exc_info:
             out["exc"] = redact_text(self.formatException(record.exc_info))
-        return json.dumps(out, default=str, ensure_ascii=False)
+        return _ENCODER.encode(out)
 
 
 class TextFormatter(logging.Formatter):
@@ -102,10 +148,15 @@ class Logger:
         return self._logger.isEnabledFor(level)
 
     def _log(self, level: int, msg: str, fields: dict[str, Any], exc_info: Any = None) -> None:
-        if self._logger.isEnabledFor(level):
+        logger = self._logger
+        if logger.isEnabledFor(level):
             merged = {**self._base, **fields} if self._base else fields
-            self._logger.log(level, msg, extra={"fields": merged}, exc_info=exc_info,
-                             stacklevel=3)
+            if exc_info is True:
+                exc_info = sys.exc_info()
+            # The record is made here rather than by ``logger.log``: that walks the stack
+            # for the caller's file and line on every line, which no formatter shows.
+            logger.handle(logger.makeRecord(logger.name, level, "", 0, msg, (), exc_info,
+                                            extra={"fields": merged}))
 
     def debug(self, msg: str, **fields: Any) -> None:
         self._log(logging.DEBUG, msg, fields)
@@ -137,6 +188,8 @@ def configure(level: str = "info", fmt: str = "json", stream: Any = None) -> Non
     """Install the formatter on the root logger (called once by the CLI)."""
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    # Nothing we format shows a record's thread or process: skip collecting them.
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

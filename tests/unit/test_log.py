@@ -38,3 +38,43 @@ def test_log_lines_are_json_and_redacted() -> None:
     line = json.loads(stream.getvalue().strip())
     assert line["msg"] == "trunk" and line["user"] == "u"
     assert "hunter2" not in stream.getvalue() and line["trunk"]["authPass"] == "***"
+
+
+def _lines(emit) -> list[dict]:  # type: ignore[no-untyped-def]
+    stream = io.StringIO()
+    configure("debug", "json", stream)
+    try:
+        emit()
+    finally:
+        logging.getLogger().handlers.clear()
+    return [json.loads(x) for x in stream.getvalue().splitlines()]
+
+
+def test_fast_json_path_redacts_every_kind_of_field() -> None:
+    """The per-line fast path (cached key verdicts, plain numbers passed through) redacts
+    what ``redact`` does: secret keys of any value type, secrets inside text and nested
+    values, and leaves empty secrets and ordinary fields alone."""
+    raw = 'Authorization: Digest username="a", response="5aa5f71c60e3"'
+    for _ in range(2):  # the second line uses the remembered key verdicts
+        (line,) = _lines(lambda: get_logger("t").bind(call_id="c1").info(
+            "x", regPass=1234, token="", secret=None, sip=raw, ms=3, ok=True, ratio=0.5,
+            nested={"password": "p", "list": [{"api_key": "k"}]}, peer=("1.2.3.4", 5060)))
+        assert line["regPass"] == "***" and line["token"] == "" and line["secret"] is None
+        assert "5aa5f71c" not in line["sip"] and line["call_id"] == "c1"
+        assert (line["ms"], line["ok"], line["ratio"]) == (3, True, 0.5)
+        assert line["nested"] == {"password": "***", "list": [{"api_key": "***"}]}
+        assert line["peer"] == ["1.2.3.4", 5060]
+
+
+def test_json_line_time_and_exception() -> None:
+    def emit() -> None:
+        try:
+            raise ValueError("boom password=x")
+        except ValueError:
+            get_logger("t").exception("failed", what="w")
+
+    (line,) = _lines(emit)
+    assert line["level"] == "error" and line["msg"] == "failed" and line["what"] == "w"
+    assert "ValueError: boom" in line["exc"]
+    stamp = line["time"]
+    assert len(stamp) == 24 and stamp[10] == "T" and stamp[19] == "." and stamp.endswith("Z")
