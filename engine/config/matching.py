@@ -246,14 +246,22 @@ def parse_network(text: str) -> IPNetwork:
 
 def parse_address(text: str | IPAddress) -> IPAddress | None:
     """A packet source address; IPv4-mapped IPv6 becomes IPv4; None if unparsable."""
-    if isinstance(text, ipaddress.IPv4Address | ipaddress.IPv6Address):
-        addr: IPAddress = text
-    else:
-        cleaned = text.strip().strip("[]").split("%", 1)[0]
-        try:
-            addr = ipaddress.ip_address(cleaned)
-        except ValueError:
-            return None
+    if isinstance(text, str):
+        return _parse_address_text(text)
+    if isinstance(text, ipaddress.IPv6Address) and text.ipv4_mapped is not None:
+        return text.ipv4_mapped
+    return text
+
+
+@lru_cache(maxsize=4096)
+def _parse_address_text(text: str) -> IPAddress | None:
+    # Remembered: every request's source is looked up (trunks, exempt sources) and
+    # ipaddress parsing is ~3 µs; a flood of new sources only cycles the bounded cache.
+    cleaned = text.strip().strip("[]").split("%", 1)[0]
+    try:
+        addr: IPAddress = ipaddress.ip_address(cleaned)
+    except ValueError:
+        return None
     if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
         return addr.ipv4_mapped
     return addr

@@ -273,6 +273,18 @@ def test_parse_address() -> None:
     assert parse_address("nope") is None
 
 
+def test_parse_address_remembered_answers_stay_right() -> None:
+    """The cached parse gives the same answers twice, for text and address objects."""
+    for _ in range(2):
+        assert parse_address("::ffff:192.0.2.1") == ipaddress.ip_address("192.0.2.1")
+        assert parse_address(" 192.0.2.9 ") == ipaddress.ip_address("192.0.2.9")
+        assert parse_address("not-an-ip") is None
+        assert parse_address(ipaddress.ip_address("::ffff:10.0.0.1")) == \
+            ipaddress.ip_address("10.0.0.1")
+        assert parse_address(ipaddress.ip_address("2001:db8::1")) == \
+            ipaddress.ip_address("2001:db8::1")
+
+
 def test_network_table_first_item_wins() -> None:
     nets = [
         ([parse_network("10.0.0.0/8")], "a"),
