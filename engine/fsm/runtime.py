@@ -290,8 +290,14 @@ class Instance:
         taken = machine.trigger(self, name)
         entry = self.trace.add(TraceEntry(clock.time(), source, self.state, name))
         if guards:
-            entry.guards = tuple(label for label, _ in guards)
-            entry.guard_bits = sum(1 << i for i, (_, ok) in enumerate(guards) if ok)
+            labels = []
+            bits = 0
+            for bit, (label, ok) in enumerate(guards):  # one pass, no generator per event
+                labels.append(label)
+                if ok:
+                    bits |= 1 << bit
+            entry.guards = tuple(labels)
+            entry.guard_bits = bits
         if not taken:
             entry.note = "no transition (guards false)"
             entry.duration_us = (time.perf_counter() - t0) * 1e6
