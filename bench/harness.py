@@ -113,22 +113,25 @@ def services(config: dict, *, env: dict[str, str] | None = None, webhooks: bool 
                      10, "webhooks")
         text = json.dumps(config).replace("HOOKPORT", str(hook_port or 0))
         (workdir / "config.json").write_text(text)
-        sip_port = free_sip_port()
-        daemon_env = {**os.environ, "DATA_SOURCE": "json",
-                      "CONFIG_FILE": str(workdir / "config.json"),
-                      "REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
-                      "RTPENGINE_HOST": f"127.0.0.1:{ng}", "SIP_HOST": "127.0.0.1",
-                      "SIP_PORT": str(sip_port), "LOGLEVEL": loglevel,
-                      "NONCE_SECRET": "bench", "FILE_PATH": str(workdir),
-                      # the HTTP API is off unless a bench asks (WEBPORT=auto: a free port);
-                      # benches run beside other daemons, so never the default port
-                      "WEBPORT": "0", **(env or {})}
-        if daemon_env["WEBPORT"] == "auto":
-            daemon_env["WEBPORT"] = str(free_port())
-        daemon = spawn("pbx", [sys.executable, "-m", "engine", "run"], workdir, daemon_env)
-        procs.append(daemon)
-        wait_for(lambda: b'"ready"' in daemon.log.read_bytes() or daemon.proc.poll() is not None,
-                 30, "daemon")
+        for _ in range(3):  # a free port may be taken by another process meanwhile
+            sip_port = free_sip_port()
+            daemon_env = {**os.environ, "DATA_SOURCE": "json",
+                          "CONFIG_FILE": str(workdir / "config.json"),
+                          "REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
+                          "RTPENGINE_HOST": f"127.0.0.1:{ng}", "SIP_HOST": "127.0.0.1",
+                          "SIP_PORT": str(sip_port), "LOGLEVEL": loglevel,
+                          "NONCE_SECRET": "bench", "FILE_PATH": str(workdir),
+                          # the HTTP API is off unless a bench asks (WEBPORT=auto: a free
+                          # port); benches run beside other daemons, so never the default
+                          "WEBPORT": "0", **(env or {})}
+            if daemon_env["WEBPORT"] == "auto":
+                daemon_env["WEBPORT"] = str(free_port())
+            daemon = spawn("pbx", [sys.executable, "-m", "engine", "run"], workdir, daemon_env)
+            procs.append(daemon)
+            wait_for(lambda d=daemon: b'"ready"' in d.log.read_bytes()
+                     or d.proc.poll() is not None, 30, "daemon")
+            if daemon.proc.poll() is None or b"already in use" not in daemon.log.read_bytes():
+                break
         if daemon.proc.poll() is not None:
             raise RuntimeError(daemon.log.read_text()[-3000:])
         yield {"workdir": workdir, "sip": f"127.0.0.1:{sip_port}", "daemon": daemon,
@@ -158,7 +161,8 @@ def cpu_seconds(pid: int) -> float:
 @contextlib.contextmanager
 def _profiled(pid: int | None) -> Iterator[None]:
     """With BENCH_PYSPY=path.txt in the environment, samples ``pid`` with py-spy
-    (``pip install py-spy``) while the block runs and writes its collapsed stacks
+    (``pip install py-spy``) while it holds the GIL (CPU in Python, not waits in the
+    event loop) while the block runs, and writes its collapsed stacks
     (one "frame;frame;... count" line each) to that path, one file per step."""
     out = os.environ.get("BENCH_PYSPY")
     if not out or not pid:
@@ -170,7 +174,7 @@ def _profiled(pid: int | None) -> Iterator[None]:
         step += 1
     spy = subprocess.Popen([str(Path(sys.executable).with_name("py-spy")), "record",
                             "--pid", str(pid), "--format", "raw", "--rate", "200",
-                            "--nonblocking", "-o", str(target)],
+                            "--nonblocking", "--gil", "-o", str(target)],
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         yield
