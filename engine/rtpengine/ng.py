@@ -157,7 +157,7 @@ def _decode(data: bytes, pos: int, depth: int) -> tuple[Any, int]:
             raise BencodeError(f"string overruns data at offset {pos}")
         return data[start:end].decode("utf-8", "surrogateescape"), end
     if lead == 0x69:  # i<int>e
-        end = data.find(b"e", pos + 1, pos + 40)
+        end = data.find(b"e", pos + 1, pos + 41)  # "-" and at most 38 digits
         if end < 0 or not _INT.fullmatch(data, pos + 1, end) or data[pos + 1 : end] == b"-0":
             raise BencodeError(f"bad integer at offset {pos}")
         return int(data[pos + 1 : end]), end + 1

@@ -182,3 +182,10 @@ def test_json_and_bencode_decode_alike() -> None:
     body = {"result": "ok", "sdp": "v=0\r\n", "n": 3, "l": ["a"]}
     assert decode_message(b"c_1 " + json.dumps(body).encode())[1] == \
         decode_message(b"c_1 " + bencode(body))[1]
+
+
+def test_widest_integers_round_trip() -> None:
+    """38 digits either way, with the sign (found by the property test: the decoder's
+    window had no room for the "-" of -10**37)."""
+    for value in (10**37, -(10**37), 10**38 - 1, -(10**38 - 1)):
+        assert bdecode(bencode({"n": value}))["n"] == value
