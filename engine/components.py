@@ -208,7 +208,7 @@ class MachinesComponent(Component):
 
 
 class SipComponent(Component):
-    """The SIP backend (embedded by default) and the dispatcher to machines."""
+    """The SIP backend (SIP_BACKEND: embedded, or drachtio) and the dispatcher to machines."""
 
     name = "sip"
 
@@ -216,18 +216,32 @@ class SipComponent(Component):
         from engine.dispatch import SipDispatcher
 
         settings = services.settings
-        if settings.sip_backend != "embedded":
-            raise ConfigError("SIP_BACKEND=drachtio is not available in this version; "
-                              "use SIP_BACKEND=embedded")
-        from engine.transport.port import EmbeddedSipPort
-
-        self.port = services.sip = EmbeddedSipPort.from_settings(settings)
         self.health = services.health
+        self.backend = settings.sip_backend
+        if self.backend == "drachtio":
+            from engine.drachtio.port import DrachtioSipPort
+
+            self.port: Any = DrachtioSipPort.from_settings(settings, on_ready=self._sip_state)
+        else:
+            from engine.transport.port import EmbeddedSipPort
+
+            self.port = EmbeddedSipPort.from_settings(settings)
+        services.sip = self.port
         self.dispatcher = services.dispatcher = SipDispatcher(services.runtime, self.port,
                                                               health=services.health)
 
+    def _sip_state(self, up: bool, reason: str | None) -> None:
+        self.health.report(SIP, up, reason)
+
     async def start(self) -> None:
         self.dispatcher.install()
+        if self.backend == "drachtio":
+            # not ready (and the sip dependency down) until connected and routed; the
+            # client logs one line per failed attempt naming host and port
+            self.health.report(SIP, False, f"connecting to drachtio at {self.port.address}")
+            log.info("waiting for drachtio", drachtio=self.port.address)
+            await self.port.start()
+            return
         await self.port.start()
         self.health.report(SIP, True)  # embedded: up while it listens
 
@@ -238,7 +252,11 @@ class SipComponent(Component):
         await self.port.close()
 
     def summary(self) -> dict[str, Any]:
-        return {"sip": [f"{a.transport}:{a.host}:{a.port}" for a in self.port.local_addresses()]}
+        out: dict[str, Any] = {
+            "sip": [f"{a.transport}:{a.host}:{a.port}" for a in self.port.local_addresses()]}
+        if self.backend == "drachtio":
+            out["drachtio"] = self.port.address
+        return out
 
 
 def build_components(settings: Settings) -> list[Component]:
