@@ -28,7 +28,7 @@ from engine.drachtio.sip_text import build_sip_message
 from engine.drachtio.wire import SipFrame
 from engine.log import get_logger
 from engine.ports import Clock, Credentials, Headers, IncomingRequest, Peer
-from engine.sip.builders import reason_phrase
+from engine.sip.builders import IdGenerator, reason_phrase
 from engine.sip.digest import DigestClient
 from engine.sip.errors import SipParseError
 from engine.sip.message import SipRequest
@@ -67,6 +67,7 @@ class DrachtioSipPort:
                                      on_connection_lost=self._on_connection_lost,
                                      on_ready=self._on_client_ready, **client_options)
         self.digest = DigestClient()
+        self.ids = IdGenerator()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._handlers: dict[str, Handler] = {}
         self._invites: dict[str, DrachtioIncomingRequest] = {}  # txn → unanswered INVITE
@@ -373,6 +374,7 @@ class DrachtioSipPort:
 
     def _sweep(self) -> None:
         try:
+            self.clients.prune(self.clock.monotonic())
             limit = self.clock.monotonic() - _UNANSWERED_TIMEOUT
             stale = []
             for started, req in self._unanswered.values():

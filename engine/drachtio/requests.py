@@ -167,6 +167,8 @@ class DrachtioIncomingRequest:
             self.final_sent = True
             self.final_status = status
             port.answered(self)
+            if self.dialog is not None and status < 300 and self.method == "UPDATE":
+                self.dialog.update_answered(self, body)
         try:
             text = response_text(self.message, status, reason, items, body, content_type,
                                  port.server_header)
