@@ -8,6 +8,7 @@ actions see as ``ctx.services``.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -231,16 +232,22 @@ class SipComponent(Component):
                                                               health=services.health)
 
     def _sip_state(self, up: bool, reason: str | None) -> None:
-        self.health.report(SIP, up, reason)
+        self.health.report(SIP, up, reason)  # drachtio: follows the control connection
 
     async def start(self) -> None:
         self.dispatcher.install()
         if self.backend == "drachtio":
-            # not ready (and the sip dependency down) until connected and routed; the
-            # client logs one line per failed attempt naming host and port
-            self.health.report(SIP, False, f"connecting to drachtio at {self.port.address}")
-            log.info("waiting for drachtio", drachtio=self.port.address)
-            await self.port.start()
+            # not ready until connected and routed; the client logs one line per failed
+            # attempt naming host and port. The sip dependency is down while it waits.
+            try:
+                if not await self.port.start(timeout=1.0):
+                    if not self.port.ready:
+                        self.health.report(SIP, False,
+                                           f"waiting for drachtio at {self.port.address}")
+                    await self.port.start()
+            except asyncio.CancelledError:  # SIGTERM during start-up
+                await self.port.close()
+                raise
             return
         await self.port.start()
         self.health.report(SIP, True)  # embedded: up while it listens

@@ -48,8 +48,10 @@ def base_config(hooks: WebhookServer, extra_trunks: list[dict[str, Any]] = ()) -
 
 
 @pytest.fixture(scope="module")
-def pbx(pbx_factory: Callable[..., Pbx], webhook_server: WebhookServer) -> Pbx:
-    pbx = pbx_factory(base_config(webhook_server))
+def pbx(pbx_factory: Callable[..., Pbx], webhook_server: WebhookServer,
+        sip_backend: str) -> Pbx:
+    """Every case runs on both SIP backends (embedded, and behind drachtio-server)."""
+    pbx = pbx_factory(base_config(webhook_server), backend=sip_backend)
     register(pbx, "alice", free_udp_port())
     return pbx
 
