@@ -204,7 +204,13 @@ class DrachtioDialog:
         if frame is None:
             log.info("in-dialog request failed", dialog=self.id, status=status, error=why)
             return local_response(status)
-        return parse_response(frame) or local_response(502, "Bad response")
+        response = parse_response(frame) or local_response(502, "Bad response")
+        if response.status in (401, 407):
+            # README "drachtio backend": not answered with credentials on this backend
+            log.warning("challenge to an in-dialog request not answered "
+                        "(not supported with SIP_BACKEND=drachtio)", dialog=self.id,
+                        status=response.status, method=text.split(" ", 1)[0])
+        return response
 
     # ------------------------------------------------------------------ ending
 

@@ -161,11 +161,14 @@ class DrachtioSipPort:
     def _on_connection_lost(self, epoch: int) -> None:
         if self.on_ready is not None:
             self.on_ready(False, f"connection to drachtio at {self.address} lost")
-        # every pending request of the old connection is dead: it can never be answered
-        for txn in [t for t in self._invites]:
-            self._invites.pop(txn).final_sent = True
+        # every pending request of the old connection is dead: it can never be answered.
+        # An unanswered INVITE ends as if its caller had cancelled it (the machine then
+        # cancels its B legs and cleans up); others are simply closed.
+        invites, self._invites = self._invites, {}
+        for ireq in invites.values():
+            ireq.mark_cancelled()
         for _, req in self._unanswered.values():
-            req.final_sent = True
+            req.cancelled = req.final_sent = True
         self._unanswered.clear()
         self.clients.connection_lost()
         self.dialogs.connection_lost()

@@ -16,7 +16,7 @@ import redis
 from tests.e2e.test_calls import DOMAIN, assert_clean, callee, config, register, wait_events
 from tests.fixtures.daemon import start_pbx
 from tests.fixtures.drachtio import Drachtio
-from tests.fixtures.sipp import SippServer, free_udp_port, run_sipp, scenario
+from tests.fixtures.sipp import SippServer, free_udp_port, run_sipp, scenario, scenario_with
 from tests.fixtures.webhooks import WebhookServer
 
 pytestmark = [pytest.mark.e2e]
@@ -109,6 +109,48 @@ def test_drachtio_killed_during_call_cleans_up_and_serves_again(
     finally:
         for s in servers:
             s.stop()
+        rc = pbx.stop()
+        pbx.release()
+    assert rc == 0, pbx.tail()
+
+
+def test_drachtio_killed_during_registration_load_recovers(
+        tmp_path_factory: pytest.TempPathFactory, redis_server: str, rtpengine_server: Any,
+        webhooks: WebhookServer, drachtio_spare: Drachtio) -> None:
+    """Registrations at 40/s; drachtio killed and restarted in the middle: the engine
+    reconnects, routes again and registers within 5 s of drachtio being back, and the
+    requests that were pending when it went (they can never be answered) leave no
+    error behind."""
+    pbx = start_pbx(tmp_path_factory.mktemp("pbx-drachtio-regload"), config(webhooks),
+                    redis_url=redis_server, rtpengine=rtpengine_server, backend="drachtio",
+                    drachtio=drachtio_spare)
+    try:
+        load: dict[str, Any] = {}
+
+        def registrations() -> None:  # some fail during the outage; not checked
+            load["result"] = run_sipp(
+                scenario_with("reg_auth", code=200), pbx.address, timeout=30,
+                keys={"domain": DOMAIN, "expires": "300"},
+                extra=["-s", "alice", "-au", "alice", "-ap", "secret", "-m", "240",
+                       "-r", "40", "-l", "100", "-recv_timeout", "2000"])
+
+        thread = threading.Thread(target=registrations, daemon=True)
+        thread.start()
+        time.sleep(2.0)
+        mark = len(pbx.log_text())
+        drachtio_spare.kill()
+        pbx.wait_log("connection to drachtio at", timeout=10, start=mark)
+        time.sleep(1.0)
+        drachtio_spare.start()
+        started = time.monotonic()
+        while not _options_ok(pbx):
+            assert time.monotonic() - started < 5, pbx.tail()
+        register(pbx, "bob", free_udp_port())
+        thread.join(60)
+        assert pbx.alive()
+        text = pbx.log_text()
+        assert "Traceback" not in text and '"level": "error"' not in text, pbx.tail()
+    finally:
         rc = pbx.stop()
         pbx.release()
     assert rc == 0, pbx.tail()
