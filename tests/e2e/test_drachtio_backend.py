@@ -13,7 +13,15 @@ from typing import Any
 import pytest
 import redis
 
-from tests.e2e.test_calls import DOMAIN, assert_clean, callee, config, register, wait_events
+from tests.e2e.test_calls import (
+    DOMAIN,
+    assert_clean,
+    callee,
+    config,
+    register,
+    rtpengine_calls,
+    wait_events,
+)
 from tests.fixtures.daemon import start_pbx
 from tests.fixtures.drachtio import Drachtio
 from tests.fixtures.sipp import SippServer, free_udp_port, run_sipp, scenario, scenario_with
@@ -151,6 +159,88 @@ def test_drachtio_killed_during_registration_load_recovers(
         text = pbx.log_text()
         assert "Traceback" not in text and '"level": "error"' not in text, pbx.tail()
     finally:
+        rc = pbx.stop()
+        pbx.release()
+    assert rc == 0, pbx.tail()
+
+
+def test_drachtio_killed_while_ringing_cleans_up(
+        tmp_path_factory: pytest.TempPathFactory, redis_server: str, rtpengine_server: Any,
+        webhooks: WebhookServer, drachtio_spare: Drachtio) -> None:
+    """An INVITE not yet answered when the connection drops can never be answered: it
+    ends as if the caller had cancelled it, so the B leg and media are cleaned up."""
+    pbx = start_pbx(tmp_path_factory.mktemp("pbx-drachtio-ring"), config(webhooks),
+                    redis_url=redis_server, rtpengine=rtpengine_server, backend="drachtio",
+                    drachtio=drachtio_spare)
+    servers: list[SippServer] = []
+    try:
+        register(pbx, "alice", free_udp_port())
+        webhooks.reply("/call", json=[{"verb": "connect",
+                                       "dest": {"type": "client", "address": "carol"}}])
+        webhooks.reply("/status", json={})
+        callee(servers, pbx, "carol", "call_uas_silent")
+
+        def caller() -> None:  # never answered; only the PBX side is checked
+            run_sipp(scenario("call_uac"), pbx.address, media=True, timeout=20,
+                     keys={"domain": DOMAIN, "caller": "alice"},
+                     extra=["-s", "1001", "-au", "alice", "-ap", "secret", "-m", "1"])
+
+        thread = threading.Thread(target=caller, daemon=True)
+        thread.start()
+        assert "connect:trying" in wait_events(webhooks, "connect:trying", timeout=10)
+        time.sleep(0.5)
+        assert rtpengine_calls(pbx), "the ringing call has a media session"
+        drachtio_spare.kill()
+        pbx.wait_log("connection to drachtio at", timeout=10)
+        assert_clean(pbx)
+        assert pbx.alive()
+    finally:
+        for s in servers:
+            s.stop()
+        rc = pbx.stop()
+        pbx.release()
+    assert rc == 0, pbx.tail()
+
+
+def test_drachtio_killed_while_callhook_pending_cancels_the_call(
+        tmp_path_factory: pytest.TempPathFactory, redis_server: str, rtpengine_server: Any,
+        webhooks: WebhookServer, drachtio_spare: Drachtio) -> None:
+    """The INVITE is waiting for its CallHook when the connection drops: it can never be
+    answered, so the call ends as cancelled — the CallHook's late ``connect`` must not
+    ring the callee once drachtio is back."""
+    pbx = start_pbx(tmp_path_factory.mktemp("pbx-drachtio-hook"), config(webhooks),
+                    redis_url=redis_server, rtpengine=rtpengine_server, backend="drachtio",
+                    drachtio=drachtio_spare)
+    servers: list[SippServer] = []
+    try:
+        register(pbx, "alice", free_udp_port())
+        webhooks.reply("/call", json=[{"verb": "connect",
+                                       "dest": {"type": "client", "address": "carol"}}],
+                       delay=2)
+        webhooks.reply("/status", json={})
+        carol = callee(servers, pbx, "carol", "call_uas_silent")
+
+        def caller() -> None:  # never answered; only the PBX side is checked
+            run_sipp(scenario("call_uac"), pbx.address, media=True, timeout=15,
+                     keys={"domain": DOMAIN, "caller": "alice"},
+                     extra=["-s", "1001", "-au", "alice", "-ap", "secret", "-m", "1"])
+
+        thread = threading.Thread(target=caller, daemon=True)
+        thread.start()
+        end = time.monotonic() + 10
+        while not webhooks.requests("/call"):
+            assert time.monotonic() < end, "no CallHook request"
+            time.sleep(0.05)
+        drachtio_spare.kill()
+        pbx.wait_log("connection to drachtio at", timeout=10)
+        drachtio_spare.start()
+        time.sleep(3.5)  # the CallHook has answered by now
+        assert "connect:trying" not in [r.json["event"] for r in webhooks.requests("/status")]
+        assert carol.proc.poll() is None, "carol was never called"
+        assert_clean(pbx)
+    finally:
+        for s in servers:
+            s.stop()
         rc = pbx.stop()
         pbx.release()
     assert rc == 0, pbx.tail()
