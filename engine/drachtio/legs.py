@@ -96,6 +96,10 @@ class Transaction:
             self.final.set_result(frame)
         return True
 
+    def expire(self) -> None:
+        if not self.final.done():
+            self.final.set_exception(TimeoutError())
+
     def lost(self) -> None:
         if not self.final.done():
             self.final.set_exception(DrachtioError("drachtio connection lost"))
@@ -165,13 +169,16 @@ async def transact(port: DrachtioSipPort, text: str, *, dialog_id: str = "",
     port.clients.add(txn, tx)
     if on_sent is not None:
         on_sent(txn, answer.message)
+    # a call_later timer, not asyncio.wait_for/timeout: callers may run outside a task
+    timer = port.loop.call_later(_FINAL_TIMEOUT, tx.expire)
     try:
-        return await asyncio.wait_for(asyncio.shield(tx.final), _FINAL_TIMEOUT), 0, ""
+        return await tx.final, 0, ""
     except TimeoutError:
         return None, 408, "no final response"
     except DrachtioError as exc:
         return None, 503, str(exc)
     finally:
+        timer.cancel()
         port.clients.remove(txn)
 
 
