@@ -120,14 +120,22 @@ class DrachtioDialog:
         self.send_ack(sdp)
 
     def send_ack(self, sdp: bytes | None) -> None:
+        """Write the ACK now (so that a BYE sent next goes after it)."""
         text = in_dialog_text("ACK", [], sdp or b"", SDP if sdp else None)
-        self.port.spawn(self._send_ack(text), "ACK")
-
-    async def _send_ack(self, text: str) -> None:
         try:
-            await self.port.client.send_sip(text, dialog_id=self.id)
+            future = self.port.client.submit_sip(text, dialog_id=self.id)
         except Exception as exc:  # an ACK that cannot go is only logged
             log.info("ACK not sent", dialog=self.id, error=str(exc))
+            return
+        future.add_done_callback(self._ack_sent)
+
+    def _ack_sent(self, future: Any) -> None:
+        if future.cancelled():
+            return
+        exc = future.exception()
+        if exc is not None or not future.result()[-1].ok:
+            log.info("ACK not sent", dialog=self.id,
+                     error=str(exc) if exc else future.result()[-1].reason)
 
     def expect_late_ack(self) -> None:
         self._late_ack = self.port.clock.call_later(_LATE_ACK_TIMEOUT, self._late_ack_expired)

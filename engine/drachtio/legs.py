@@ -14,6 +14,7 @@ seconds by transaction id and replayed when the transaction is registered.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -285,6 +286,7 @@ class DrachtioClientLeg:
         self.txn: str | None = None
         self.cancel_requested = False
         self.cancel_headers: list[tuple[str, str]] = []
+        self._cancel: asyncio.Task[bool] | None = None
         self.final_status: int | None = None
         self.dialog: Any = None
         self._result: asyncio.Future[Any] = port.loop.create_future()
@@ -315,9 +317,11 @@ class DrachtioClientLeg:
         self.cancel_requested = True
         self.cancel_headers = header_items(headers)
         if self.txn is not None:
-            await self._send_cancel()
+            self._cancel = self.port.spawn(self._send_cancel(), "CANCEL")
+            await asyncio.shield(self._cancel)
 
-    async def _send_cancel(self) -> None:
+    async def _send_cancel(self) -> bool:
+        """True when drachtio sent the CANCEL (it then BYEs a crossing 200 itself)."""
         from engine.drachtio.sip_text import build_sip_message
 
         text = build_sip_message(f"CANCEL {self.uri} SIP/2.0", self.cancel_headers)
@@ -325,14 +329,15 @@ class DrachtioClientLeg:
             answer = await self.port.client.send_sip(text, transaction_id=self.txn or "")
         except (DrachtioError, FrameTooLarge, InvalidToken) as exc:
             log.info("CANCEL not sent", call_id=self.call_id, error=str(exc))
-            return
+            return False
         if not answer.ok:
             log.debug("CANCEL refused", call_id=self.call_id, reason=answer.reason)
+        return answer.ok
 
     def _sent(self, txn: str, echoed: Any) -> None:
         self.txn = txn
         if self.cancel_requested:
-            self.port.spawn(self._send_cancel(), "CANCEL")
+            self._cancel = self.port.spawn(self._send_cancel(), "CANCEL")
 
     def _provisional(self, frame: SipFrame) -> None:
         if self.on_provisional is None or (frame.message.status or 0) <= 100:
@@ -376,8 +381,18 @@ class DrachtioClientLeg:
             else:
                 dialog.send_ack(None)
             if self.cancel_requested:
-                # the 200 crossed our CANCEL: once ACKed the server BYEs it (§5.3 item 10)
-                dialog.forget("answered after CANCEL")
+                # the 200 crossed our CANCEL. If drachtio sent the CANCEL it BYEs the
+                # ACKed 200 itself (§5.3 item 10); if the 200 came first it refused the
+                # CANCEL and the BYE is ours.
+                accepted = False
+                if self._cancel is not None:
+                    with contextlib.suppress(Exception):
+                        accepted = await asyncio.shield(self._cancel)
+                if accepted:
+                    dialog.forget("answered after CANCEL")
+                else:
+                    await dialog.bye(headers=[
+                        ("Reason", 'SIP;cause=200;text="CANCEL crossed the 2xx"')])
                 self._fail(SipError(487, "Request Terminated"))
                 return
             self.dialog = dialog
