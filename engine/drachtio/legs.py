@@ -19,7 +19,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from engine.drachtio.client import DrachtioError
-from engine.drachtio.sip_text import InvalidToken
+from engine.drachtio.sip_text import InvalidToken, build_sip_message
 from engine.drachtio.wire import FrameTooLarge, SipFrame
 from engine.errors import SipError
 from engine.log import get_logger
@@ -322,8 +322,6 @@ class DrachtioClientLeg:
 
     async def _send_cancel(self) -> bool:
         """True when drachtio sent the CANCEL (it then BYEs a crossing 200 itself)."""
-        from engine.drachtio.sip_text import build_sip_message
-
         text = build_sip_message(f"CANCEL {self.uri} SIP/2.0", self.cancel_headers)
         try:
             answer = await self.port.client.send_sip(text, transaction_id=self.txn or "")
@@ -347,7 +345,7 @@ class DrachtioClientLeg:
             self.port.safe_call(self.on_provisional, "on_provisional", response)
 
     async def _run(self) -> None:
-        from engine.drachtio.dialogs import DrachtioDialog
+        from engine.drachtio.dialogs import DrachtioDialog  # dialogs imports this module
 
         retried = False
         while True:

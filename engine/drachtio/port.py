@@ -23,6 +23,8 @@ from typing import Any
 
 from engine.clock import LoopClock
 from engine.drachtio.client import DrachtioClient, DrachtioError
+from engine.drachtio.dialogs import DialogTable
+from engine.drachtio.legs import ClientTable, DrachtioClientLeg, send_out_of_dialog
 from engine.drachtio.requests import DrachtioIncomingRequest, response_text
 from engine.drachtio.sip_text import build_sip_message
 from engine.drachtio.wire import SipFrame
@@ -75,9 +77,6 @@ class DrachtioSipPort:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._sweeper: Any = None
         self._closed = False
-        from engine.drachtio.dialogs import DialogTable
-        from engine.drachtio.legs import ClientTable
-
         self.dialogs = DialogTable(self)
         self.clients = ClientTable(self)
 
@@ -193,8 +192,6 @@ class DrachtioSipPort:
     ) -> Any:
         """A non-INVITE request outside a dialog; its final response (a local 408 on
         time-out, 503 when drachtio cannot send it). ``flow`` is ignored (drachtio)."""
-        from engine.drachtio.legs import send_out_of_dialog
-
         return await send_out_of_dialog(self, uri, method, headers, body, content_type,
                                         proxy, auth)
 
@@ -204,8 +201,6 @@ class DrachtioSipPort:
         on_provisional: Callable[[Any], None] | None = None,
     ) -> Any:
         """Start an INVITE leg now and return it (``engine.drachtio.legs``)."""
-        from engine.drachtio.legs import DrachtioClientLeg
-
         leg = DrachtioClientLeg(self, uri, sdp=sdp, headers=headers, proxy=proxy, auth=auth,
                                 on_provisional=on_provisional)
         leg.start()
