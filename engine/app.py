@@ -187,7 +187,19 @@ class App:
             loop.add_signal_handler(signal.SIGHUP,
                                     lambda: loop.create_task(self.reload()))
             loop.add_signal_handler(signal.SIGUSR1, self.log_sizes)
-        await self.start()
+        # a SIGTERM while a component waits for its dependency (e.g. drachtio) ends the
+        # start-up: the components started so far are stopped in reverse order
+        starting = asyncio.ensure_future(self.start())
+        stopping = asyncio.ensure_future(self._stop.wait())
+        await asyncio.wait((starting, stopping), return_when=asyncio.FIRST_COMPLETED)
+        if not starting.done():
+            starting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await starting
+            log.milestone("stopped")
+            return
+        stopping.cancel()
+        starting.result()
         await self._stop.wait()
         await self.shutdown()
 

@@ -10,6 +10,7 @@ which is what actions see as ``ctx.services``.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -243,7 +244,7 @@ class MachinesComponent(Component):
 
 
 class SipComponent(Component):
-    """The SIP backend (embedded by default) and the dispatcher to machines."""
+    """The SIP backend (SIP_BACKEND: embedded, or drachtio) and the dispatcher to machines."""
 
     name = "sip"
 
@@ -251,20 +252,40 @@ class SipComponent(Component):
         from engine.dispatch import SipDispatcher
 
         settings = services.settings
-        if settings.sip_backend != "embedded":
-            raise ConfigError("SIP_BACKEND=drachtio is not available in this version; "
-                              "use SIP_BACKEND=embedded")
-        from engine.transport.port import EmbeddedSipPort
-
-        self.port = services.sip = EmbeddedSipPort.from_settings(settings)
-        if services.metrics is not None:
-            services.metrics.attach_sip(self.port.core)
         self.health = services.health
+        self.backend = settings.sip_backend
+        if self.backend == "drachtio":
+            from engine.drachtio.port import DrachtioSipPort
+
+            self.port: Any = DrachtioSipPort.from_settings(settings, on_ready=self._sip_state)
+        else:
+            from engine.transport.port import EmbeddedSipPort
+
+            self.port = EmbeddedSipPort.from_settings(settings)
+            if services.metrics is not None:  # SIP counters from the embedded endpoint
+                services.metrics.attach_sip(self.port.core)
+        services.sip = self.port
         self.dispatcher = services.dispatcher = SipDispatcher(services.runtime, self.port,
                                                               health=services.health)
 
+    def _sip_state(self, up: bool, reason: str | None) -> None:
+        self.health.report(SIP, up, reason)  # drachtio: follows the control connection
+
     async def start(self) -> None:
         self.dispatcher.install()
+        if self.backend == "drachtio":
+            # not ready until connected and routed; the client logs one line per failed
+            # attempt naming host and port. The sip dependency is down while it waits.
+            try:
+                if not await self.port.start(timeout=1.0):
+                    if not self.port.ready:
+                        self.health.report(SIP, False,
+                                           f"waiting for drachtio at {self.port.address}")
+                    await self.port.start()
+            except asyncio.CancelledError:  # SIGTERM during start-up
+                await self.port.close()
+                raise
+            return
         await self.port.start()
         self.health.report(SIP, True)  # embedded: up while it listens
 
@@ -275,7 +296,11 @@ class SipComponent(Component):
         await self.port.close()
 
     def summary(self) -> dict[str, Any]:
-        return {"sip": [f"{a.transport}:{a.host}:{a.port}" for a in self.port.local_addresses()]}
+        out: dict[str, Any] = {
+            "sip": [f"{a.transport}:{a.host}:{a.port}" for a in self.port.local_addresses()]}
+        if self.backend == "drachtio":
+            out["drachtio"] = self.port.address
+        return out
 
     def sizes(self) -> dict[str, int]:
         from engine.sizes import sip_sizes

@@ -307,8 +307,8 @@ VARIABLES: tuple[Variable, ...] = (
              "seconds between trunk-registration reconciliations"),
     # --- DragonPBX's own variables
     Variable("SIP_BACKEND", "sip_backend", "embedded", _choice("embedded", "drachtio"),
-             "SIP stack: embedded (built in); drachtio (behind a drachtio-server) is "
-             "refused at start-up until its backend lands", group="new"),
+             "SIP stack: embedded (built in) or drachtio (behind a drachtio-server at "
+             "DRACHTIO_HOST:DRACHTIO_PORT; README \"drachtio backend\")", group="new"),
     Variable("SIP_HOST", "sip_host", "0.0.0.0", _str, "address the embedded stack listens on",
              group="new"),
     Variable("SIP_PORT", "sip_port", "5060", _int(0, 65535), "SIP port of the embedded stack",

@@ -4,4 +4,8 @@
   every frame kind, request/response correlation. No asyncio, no sockets.
 * :mod:`engine.drachtio.client` — the asyncio client in inbound-connection mode
   (dial, authenticate, route, ping, reconnect with capped backoff).
+* :mod:`engine.drachtio.port` — ``DrachtioSipPort``, the ``SipPort`` of
+  ``SIP_BACKEND=drachtio``, with :mod:`~engine.drachtio.requests` (incoming requests),
+  :mod:`~engine.drachtio.dialogs` (INVITE dialogs) and :mod:`~engine.drachtio.legs`
+  (our requests and INVITE legs).
 """

@@ -133,6 +133,7 @@ class DrachtioClient:
                  on_sip: Callable[[SipFrame], None],
                  on_cdr: Callable[[CdrFrame], None] | None = None,
                  on_connection_lost: Callable[[int], None] | None = None,
+                 on_ready: Callable[[int], None] | None = None,
                  tags: Sequence[str] = (), ping_interval: float = 15.0,
                  ping_timeout: float | None = None, request_timeout: float = 10.0,
                  connect_timeout: float = 3.0, backoff: Backoff = Backoff(),
@@ -145,6 +146,7 @@ class DrachtioClient:
         self.on_sip = on_sip
         self.on_cdr = on_cdr
         self.on_connection_lost = on_connection_lost
+        self.on_ready = on_ready
         self.ping_interval = ping_interval
         self.ping_timeout = ping_timeout if ping_timeout is not None else ping_interval
         self.request_timeout = request_timeout
@@ -209,6 +211,21 @@ class DrachtioClient:
                 await self._task
             self._task = None
 
+    async def add_verb(self, verb: str) -> None:
+        """Ask for new requests of ``verb`` too: on every future connection, and now when
+        connected (``route``; never ``remove_route``, which drops every route, §3.4)."""
+        verb = verb.lower()
+        if verb in self.verbs:
+            return
+        self.verbs = (*self.verbs, verb)
+        conn = self._conn
+        if conn is not None and self.ready:
+            answer = (await self._call(conn, lambda mid: build_route(mid, verb), "route",
+                                       self.connect_timeout))[-1]
+            if not answer.ok:
+                log.warning("drachtio refused a route", verb=verb, reason=answer.reason,
+                            host=self.host, port=self.port)
+
     # ------------------------------------------------------------------ requests
 
     async def send_sip(self, message: str, *, transaction_id: str = "", dialog_id: str = "",
@@ -247,34 +264,75 @@ class DrachtioClient:
             raise DrachtioUnavailable(f"drachtio at {self.address} is not connected")
         return await self._call(conn, build, kind, timeout)
 
-    async def _call(self, conn: _Connection, build: Callable[[str], bytes], kind: str,
-                    timeout: float | None) -> list[ResponseFrame]:
+    def submit_sip(self, message: str, *, transaction_id: str = "", dialog_id: str = "",
+                   route_uri: str | None = None, timeout: float | None = None
+                   ) -> asyncio.Future[list[ResponseFrame]]:
+        """:meth:`send_sip` without waiting: the frame is written now (or, behind a large
+        frame, as soon as it may be) and the returned future gets the server's answers.
+        For callers that must not suspend (a machine's reply). Raises
+        :class:`DrachtioUnavailable` when not connected, ``FrameTooLarge``/``InvalidToken``
+        for a frame that cannot be sent."""
+        conn = self._conn
+        if conn is None or not self.ready or conn.error is not None:
+            raise DrachtioUnavailable(f"drachtio at {self.address} is not connected")
         msg_id = self._ids()
+        data = build_sip(msg_id, message, transaction_id, dialog_id, route_uri)
+        if conn.correlator.large_outstanding:
+            return asyncio.get_running_loop().create_task(
+                self._call(conn, lambda _mid: data, "sip", timeout, msg_id))
+        return self._write(conn, msg_id, "sip", data, self._limit(timeout))
+
+    def _limit(self, timeout: float | None) -> float:
+        return self.request_timeout if timeout is None else timeout
+
+    def _write(self, conn: _Connection, msg_id: str, kind: str, data: bytes,
+               limit: float, shown: float | None = None
+               ) -> asyncio.Future[list[ResponseFrame]]:
+        """Register ``msg_id`` and write its frame; the future fails with
+        :class:`DrachtioTimeout` after ``limit`` seconds without an answer."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[list[ResponseFrame]] = loop.create_future()
+        large = len(data) > LARGE_PAYLOAD
+        conn.correlator.add(msg_id, kind, future, large=large)
+        if large:
+            conn.gate.clear()
+        conn.writer.write(data)
+        timer = loop.call_later(limit, self._expire, conn, msg_id, kind,
+                                limit if shown is None else shown, future)
+        future.add_done_callback(lambda _f: timer.cancel())
+        return future
+
+    def _expire(self, conn: _Connection, msg_id: str, kind: str, limit: float,
+                future: asyncio.Future[list[ResponseFrame]]) -> None:
+        conn.correlator.discard(msg_id)
+        if not conn.correlator.large_outstanding:
+            conn.gate.set()
+        if not future.done():
+            future.set_exception(DrachtioTimeout(
+                f"drachtio at {self.address} did not answer {kind} within {limit:g} s"))
+
+    async def _call(self, conn: _Connection, build: Callable[[str], bytes], kind: str,
+                    timeout: float | None, msg_id: str | None = None) -> list[ResponseFrame]:
+        # no asyncio.timeout(): machine actions may run outside a task (engine.fsm.runtime)
+        msg_id = msg_id or self._ids()
         data = build(msg_id)  # FrameTooLarge/InvalidToken reach the caller before any I/O
-        limit = self.request_timeout if timeout is None else timeout
-        future: asyncio.Future[list[ResponseFrame]] = asyncio.get_running_loop().create_future()
-        try:
-            async with asyncio.timeout(limit):
-                while conn.correlator.large_outstanding and conn.error is None:
-                    await conn.gate.wait()  # nothing behind a large frame (§1.2)
-                    if conn.correlator.large_outstanding:
-                        conn.gate.clear()
-                if conn.error is not None:
-                    raise DrachtioUnavailable(f"drachtio at {self.address}: {conn.error}")
-                large = len(data) > LARGE_PAYLOAD
-                conn.correlator.add(msg_id, kind, future, large=large)
-                if large:
-                    conn.gate.clear()
-                conn.writer.write(data)
-                if conn.writer.transport.get_write_buffer_size() > _WRITE_HIGH_WATER:
-                    await conn.writer.drain()  # a stalled server must not grow our buffer
-                return await future
-        except TimeoutError:
-            conn.correlator.discard(msg_id)
-            if not conn.correlator.large_outstanding:
-                conn.gate.set()
-            raise DrachtioTimeout(
-                f"drachtio at {self.address} did not answer {kind} within {limit:g} s") from None
+        limit = self._limit(timeout)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + limit
+        while conn.correlator.large_outstanding and conn.error is None:
+            try:  # nothing behind a large frame (§1.2)
+                await asyncio.wait_for(conn.gate.wait(), max(0.0, deadline - loop.time()))
+            except TimeoutError:
+                raise DrachtioTimeout(f"drachtio at {self.address} did not answer {kind} "
+                                      f"within {limit:g} s") from None
+            if conn.correlator.large_outstanding:
+                conn.gate.clear()
+        if conn.error is not None:
+            raise DrachtioUnavailable(f"drachtio at {self.address}: {conn.error}")
+        future = self._write(conn, msg_id, kind, data, max(0.0, deadline - loop.time()), limit)
+        if conn.writer.transport.get_write_buffer_size() > _WRITE_HIGH_WATER:
+            await conn.writer.drain()  # a stalled server must not grow our buffer
+        return await future
 
     # ------------------------------------------------------------------ connection loop
 
@@ -340,6 +398,11 @@ class DrachtioClient:
             log.info("drachtio ready", host=self.host, port=self.port,
                      version=self.server.version if self.server else "",
                      routes=",".join(self.verbs), epoch=self.epoch)
+            if self.on_ready is not None:
+                try:
+                    self.on_ready(self.epoch)
+                except Exception:
+                    log.exception("drachtio ready handler failed")
             ping_task = asyncio.get_running_loop().create_task(self._ping_loop(conn))
             await conn.closed.wait()
             if conn.protocol_error:

@@ -44,8 +44,10 @@ def config(hooks: WebhookServer) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def pbx(pbx_factory: Callable[..., Pbx], webhook_server: WebhookServer) -> Pbx:
-    pbx = pbx_factory(config(webhook_server))
+def pbx(pbx_factory: Callable[..., Pbx], webhook_server: WebhookServer,
+        sip_backend: str) -> Pbx:
+    """Every case runs on both SIP backends (embedded, and behind drachtio-server)."""
+    pbx = pbx_factory(config(webhook_server), backend=sip_backend)
     register(pbx, "alice", free_udp_port())  # a client call uses its registration's dialplan
     return pbx
 

@@ -17,19 +17,20 @@ import pytest
 
 from engine.paths import machines_dir
 from tests.e2e.test_calls import DOMAIN, callee, config, register
-from tests.fixtures.daemon import start_pbx
+from tests.fixtures.daemon import BACKENDS, start_pbx
 from tests.fixtures.sipp import SippServer, free_udp_port, run_sipp, scenario, scenario_with
 from tests.fixtures.webhooks import WebhookServer
 
 pytestmark = [pytest.mark.e2e]
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_sigterm_drains_live_call_and_refuses_new_ones(
         tmp_path_factory: pytest.TempPathFactory, redis_server: str, rtpengine_server: Any,
-        webhooks: WebhookServer) -> None:
+        webhooks: WebhookServer, backend: str) -> None:
     pbx = start_pbx(tmp_path_factory.mktemp("pbx-drain"), config(webhooks),
                     redis_url=redis_server, rtpengine=rtpengine_server,
-                    env={"SHUTDOWN_GRACE_SECS": "20"})
+                    env={"SHUTDOWN_GRACE_SECS": "20"}, backend=backend)
     servers: list[SippServer] = []
     try:
         register(pbx, "alice", free_udp_port())
@@ -64,15 +65,18 @@ def test_sigterm_drains_live_call_and_refuses_new_ones(
         for s in servers:
             s.stop()
         pbx.stop()
+        pbx.release()
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_sighup_reloads_machines(tmp_path_factory: pytest.TempPathFactory, redis_server: str,
-                                 rtpengine_server: Any, webhooks: WebhookServer) -> None:
+                                 rtpengine_server: Any, webhooks: WebhookServer,
+                                 backend: str) -> None:
     work = tmp_path_factory.mktemp("machines")
     shutil.copytree(machines_dir(), work / "machines")
     pbx = start_pbx(tmp_path_factory.mktemp("pbx-hup"), config(webhooks),
                     redis_url=redis_server, rtpengine=rtpengine_server,
-                    env={"MACHINES_PATH": str(work / "machines")})
+                    env={"MACHINES_PATH": str(work / "machines")}, backend=backend)
     try:
         reg = work / "machines" / "registration.yaml"
         reg.write_text(reg.read_text().replace("version: 1", "version: 2", 1))
@@ -90,7 +94,9 @@ def test_sighup_reloads_machines(tmp_path_factory: pytest.TempPathFactory, redis
                           keys={"domain": DOMAIN}, extra=["-s", "alice", "-m", "1"])
         assert result.rc == 0, result.explain()
     finally:
-        assert pbx.stop() == 0
+        rc = pbx.stop()
+        pbx.release()
+        assert rc == 0
 
 
 def _run(env: dict[str, str], tmp: Path) -> subprocess.CompletedProcess:

@@ -48,8 +48,10 @@ def base_config(hooks: WebhookServer, extra_trunks: list[dict[str, Any]] = ()) -
 
 
 @pytest.fixture(scope="module")
-def pbx(pbx_factory: Callable[..., Pbx], webhook_server: WebhookServer) -> Pbx:
-    pbx = pbx_factory(base_config(webhook_server))
+def pbx(pbx_factory: Callable[..., Pbx], webhook_server: WebhookServer,
+        sip_backend: str) -> Pbx:
+    """Every case runs on both SIP backends (embedded, and behind drachtio-server)."""
+    pbx = pbx_factory(base_config(webhook_server), backend=sip_backend)
     register(pbx, "alice", free_udp_port())
     return pbx
 
@@ -172,9 +174,10 @@ def test_refusing_registrar_gets_spaced_retries(pbx: Pbx, webhooks: WebhookServe
     assert gaps == sorted(gaps) or len(gaps) < 2, gaps
 
 
+@pytest.mark.parametrize("backend", ["embedded", "drachtio"])
 def test_daemon_stop_unregisters_trunks(tmp_path_factory: pytest.TempPathFactory,
                                         redis_server: str, rtpengine_server: Any,
-                                        webhook_server: WebhookServer) -> None:
+                                        webhook_server: WebhookServer, backend: str) -> None:
     from tests.fixtures.daemon import start_pbx
 
     port = free_udp_port()
@@ -183,13 +186,14 @@ def test_daemon_stop_unregisters_trunks(tmp_path_factory: pytest.TempPathFactory
     try:
         pbx = start_pbx(tmp_path_factory.mktemp("pbx-stop"),
                         base_config(webhook_server, [reg_trunk(port)]),
-                        redis_url=redis_server, rtpengine=rtpengine_server)
+                        redis_url=redis_server, rtpengine=rtpengine_server, backend=backend)
         rdb = redis.Redis.from_url(redis_server, decode_responses=True)
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline and not list(rdb.scan_iter("regtrunk:*")):
             time.sleep(0.1)
         assert list(rdb.scan_iter("regtrunk:*")), pbx.tail()
         assert pbx.stop() == 0
+        pbx.release()
         assert not list(rdb.scan_iter("regtrunk:*"))
         assert "Expires: 0" in registrar.messages
     finally:

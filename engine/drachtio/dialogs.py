@@ -1,0 +1,433 @@
+"""INVITE dialogs over drachtio (``engine.ports.Dialog``) and the table that routes
+in-dialog frames to them by dialog id (``<Call-ID>;from-tag=<tag of the INVITE's
+From>``, spec §5.1).
+
+The server keeps the dialog state (tags, CSeq, route set, remote target): our
+in-dialog requests go out as ``sip||<dialog id>`` with ``sip:placeholder`` as the
+Request-URI and the server fills in the rest (§4.3.3). We ACK the 2xx of our own
+INVITEs and re-INVITEs; the server ACKs non-2xx finals and BYEs a dialog whose 2xx
+was never ACKed, telling us with an ``unsolicited`` BYE (§5.2 item 5).
+
+A dialog ends on a BYE either way, a 408/481 to one of our in-dialog requests, an
+``unsolicited`` BYE, or the loss of the drachtio connection (its dialogs are dead:
+the server answers their requests 481, §3.6). Except for our own BYE, the ``bye``
+listener hears of it, so the machines clean up (media, Redis, StatusHook).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from engine.drachtio.legs import local_response, parse_response, transact
+from engine.drachtio.requests import DrachtioIncomingRequest
+from engine.drachtio.sip_text import build_sip_message
+from engine.drachtio.wire import SipFrame
+from engine.errors import SipError
+from engine.log import get_logger
+from engine.ports import Credentials, Headers, IncomingRequest, Peer
+from engine.sip.errors import SipParseError
+from engine.sip.message import SipMessage, SipRequest, SipResponse
+from engine.sip.uri import parse_name_addr
+from engine.transport.dialogs import EVENTS, SDP, sdp_body
+from engine.transport.requests import header_items
+
+if TYPE_CHECKING:
+    from engine.drachtio.port import DrachtioSipPort
+
+log = get_logger("engine.drachtio.dialogs")
+
+Listener = Callable[[IncomingRequest], Awaitable[None] | None]
+_EVENT_NAMES = frozenset(EVENTS.values())
+_LATE_ACK_TIMEOUT = 32.0  # 64*T1, as the embedded stack
+_DROPPED = frozenset({"via", "content-length", "route", "record-route", "rseq"})
+
+
+def _tag(value: str | None) -> str:
+    try:
+        return (parse_name_addr(value).tag or "") if value else ""
+    except SipParseError:
+        return ""
+
+
+def in_dialog_text(method: str, items: list[tuple[str, str]], body: bytes,
+                   content_type: str | None) -> str:
+    headers = [(n, v) for n, v in items if n.lower() not in _DROPPED]
+    if body and content_type and not any(n.lower() in ("content-type", "c")
+                                         for n, _ in headers):
+        headers.append(("Content-Type", content_type))
+    return build_sip_message(f"{method} sip:placeholder SIP/2.0", headers, body)
+
+
+class DrachtioDialog:
+    """One INVITE dialog (either side) kept by drachtio under ``id``."""
+
+    def __init__(self, port: DrachtioSipPort, dialog_id: str, call_id: str, *,
+                 local_tag: str, remote_tag: str, role: str, peer: Peer | None = None,
+                 auth: Credentials | None = None, local_sdp: bytes | None = None,
+                 remote_sdp: bytes | None = None):
+        self.port = port
+        self.id = dialog_id
+        self.call_id = call_id
+        self.local_tag = local_tag
+        self.remote_tag = remote_tag
+        self.role = role
+        self.peer = peer
+        self.auth = auth
+        self.local_sdp = local_sdp
+        self.remote_sdp = remote_sdp
+        self.connected = True
+        self.ended_reason: str | None = None
+        self._listeners: dict[str, Listener] = {}
+        self._lock: asyncio.Lock | None = None
+        self._reinvite_in: DrachtioIncomingRequest | None = None
+        self._late_ack: Any = None
+
+    def __repr__(self) -> str:
+        return f"<DrachtioDialog {self.role} {self.id} connected={self.connected}>"
+
+    @classmethod
+    def from_uac(cls, port: DrachtioSipPort, dialog_id: str, request: SipRequest,
+                 response: SipResponse, sdp: bytes | None,
+                 auth: Credentials | None) -> DrachtioDialog:
+        from_tag = request.from_tag or ""
+        dialog = cls(port, dialog_id or f"{request.call_id};from-tag={from_tag}",
+                     request.call_id, local_tag=from_tag, remote_tag=response.to_tag or "",
+                     role="uac", auth=auth, local_sdp=sdp, remote_sdp=sdp_body(response))
+        port.dialogs.add(dialog)
+        return dialog
+
+    # ------------------------------------------------------------------ ports.Dialog
+
+    def on(self, event: str, callback: Listener) -> None:
+        if event not in _EVENT_NAMES:
+            raise ValueError(f"unknown dialog event {event!r}; one of {sorted(_EVENT_NAMES)}")
+        self._listeners[event] = callback
+
+    def off(self, event: str) -> None:
+        self._listeners.pop(event, None)
+
+    async def ack(self, *, sdp: bytes | None = None) -> None:
+        """UAC late offer: the ACK for the 2xx, carrying the answer ``sdp``."""
+        handle, self._late_ack = self._late_ack, None
+        if handle is None:
+            log.debug("ack() ignored: nothing to acknowledge", dialog=self.id)
+            return
+        handle.cancel()
+        if sdp:
+            self.local_sdp = sdp
+        self.send_ack(sdp)
+
+    def send_ack(self, sdp: bytes | None) -> None:
+        """Write the ACK now (so that a BYE sent next goes after it)."""
+        text = in_dialog_text("ACK", [], sdp or b"", SDP if sdp else None)
+        try:
+            future = self.port.client.submit_sip(text, dialog_id=self.id)
+        except Exception as exc:  # an ACK that cannot go is only logged
+            log.info("ACK not sent", dialog=self.id, error=str(exc))
+            return
+        future.add_done_callback(self._ack_sent)
+
+    def _ack_sent(self, future: Any) -> None:
+        if future.cancelled():
+            return
+        exc = future.exception()
+        if exc is not None or not future.result()[-1].ok:
+            log.info("ACK not sent", dialog=self.id,
+                     error=str(exc) if exc else future.result()[-1].reason)
+
+    def expect_late_ack(self) -> None:
+        self._late_ack = self.port.clock.call_later(_LATE_ACK_TIMEOUT, self._late_ack_expired)
+
+    def _late_ack_expired(self) -> None:
+        if self._late_ack is None:
+            return
+        self._late_ack = None
+        self.send_ack(None)
+        self.end("ACK not sent by the application", bye=True)
+
+    async def bye(self, *, headers: Headers = ()) -> None:
+        """Send BYE and wait for its final response; never raises; once only."""
+        if not self.connected:
+            return
+        self.end("BYE sent", notify=False)
+        await self._send_bye(header_items(headers))
+
+    async def _send_bye(self, items: list[tuple[str, str]]) -> None:
+        try:
+            frame, status, why = await transact(self.port, in_dialog_text("BYE", items, b"",
+                                                                            None),
+                                                 dialog_id=self.id)
+            log.debug("BYE answered", dialog=self.id,
+                      status=frame.message.status if frame else status, error=why)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("BYE failed", dialog=self.id)
+
+    async def reinvite(self, *, sdp: bytes | None, headers: Headers = ()) -> SipResponse:
+        """Send a re-INVITE, ACK a 2xx (with our SDP when it was offerless), return the
+        final response; one at a time."""
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        async with self._lock:
+            if not self.connected:
+                return local_response(481)
+            text = in_dialog_text("INVITE", header_items(headers), sdp or b"",
+                                  SDP if sdp else None)
+            response = await self._transact(text)
+            if 200 <= response.status < 300:
+                if sdp:
+                    self.local_sdp = sdp
+                offer = sdp_body(response)
+                if offer is not None:
+                    self.remote_sdp = offer
+                self.send_ack(None if sdp else self.local_sdp)
+            elif response.status in (408, 481):
+                self.end(f"{response.status} {response.reason}".strip())
+            return response
+
+    async def request(self, method: str, *, headers: Headers = (), body: bytes = b"",
+                      content_type: str | None = None) -> SipResponse:
+        """An in-dialog INFO, REFER, NOTIFY, UPDATE, OPTIONS or MESSAGE."""
+        method = method.upper()
+        if method in ("INVITE", "ACK", "CANCEL", "BYE"):
+            raise ValueError(f"use reinvite()/bye() for {method}")
+        if content_type is None and body[:2] == b"v=":
+            content_type = SDP
+        if not self.connected:
+            return local_response(481)
+        response = await self._transact(in_dialog_text(method, header_items(headers), body,
+                                                       content_type))
+        if response.status in (408, 481):
+            self.end(f"{response.status} {response.reason}".strip())
+        if method == "UPDATE" and 200 <= response.status < 300 and content_type == SDP:
+            self.local_sdp = body
+            self.remote_sdp = sdp_body(response) or self.remote_sdp
+        return response
+
+    async def _transact(self, text: str) -> SipResponse:
+        frame, status, why = await transact(self.port, text, dialog_id=self.id)
+        if frame is None:
+            log.info("in-dialog request failed", dialog=self.id, status=status, error=why)
+            return local_response(status)
+        response = parse_response(frame) or local_response(502, "Bad response")
+        if response.status in (401, 407):
+            # README "drachtio backend": not answered with credentials on this backend
+            log.warning("challenge to an in-dialog request not answered "
+                        "(not supported with SIP_BACKEND=drachtio)", dialog=self.id,
+                        status=response.status, method=text.split(" ", 1)[0])
+        return response
+
+    # ------------------------------------------------------------------ ending
+
+    def end(self, reason: str, *, bye: bool = False, notify: bool = True,
+            message: SipRequest | None = None) -> None:
+        """Mark the dialog ended (idempotent); ``bye``: send one; ``notify``: tell the
+        ``bye`` listener with a notice whose ``reason`` is ``reason``."""
+        if not self.connected:
+            return
+        self.connected = False
+        self.ended_reason = reason
+        self.port.dialogs.remove(self)
+        if self._late_ack is not None:
+            self._late_ack.cancel()
+            self._late_ack = None
+            self.send_ack(None)
+        pending = self._reinvite_in
+        if pending is not None and not pending.final_sent:
+            self.port.spawn(pending.reply(487), "487")
+        if bye:
+            self.port.spawn(self._send_bye(
+                [("Reason", f'SIP;cause=200;text="{reason}"')]), "BYE")
+        cb = self._listeners.get("bye") if notify else None
+        if cb is not None:
+            notice = message or SipRequest("BYE", "sip:placeholder", [
+                ("Call-ID", self.call_id), ("Reason", f'SIP;cause=200;text="{reason}"')])
+            self.port.safe_call(cb, "bye", DrachtioIncomingRequest(
+                self.port, notice, "", self.peer or Peer("", 0), dialog=self, reason=reason))
+        log.debug("dialog ended", dialog=self.id, reason=reason)
+
+    def forget(self, reason: str) -> None:
+        """Drop the dialog silently (the server ends it by itself)."""
+        self.end(reason, notify=False)
+
+    # ------------------------------------------------------------------ received
+
+    def receive(self, req: DrachtioIncomingRequest) -> None:
+        method = req.method
+        event = EVENTS.get(method)
+        if event is None:
+            self.port.spawn(req.reply(501), "501")
+            return
+        if method == "BYE":
+            self.port.spawn(req.reply(200), "200")
+            self.end("BYE received", notify=False)
+            cb = self._listeners.get("bye")
+            if cb is not None:
+                self.port.safe_call(cb, "bye", req)
+            return
+        if method == "INVITE":
+            self._receive_reinvite(req)
+            return
+        self.port.track_unanswered(req)
+        cb = self._listeners.get(event)
+        if cb is not None:
+            self.port.fire(cb, req, event)
+        elif method == "UPDATE" and sdp_body(req.message) is not None and self.local_sdp:
+            self.port.spawn(req.reply(200, body=self.local_sdp, content_type=SDP), "200")
+        else:
+            self.port.spawn(req.reply(200), "200")
+
+    def _receive_reinvite(self, req: DrachtioIncomingRequest) -> None:
+        if self._lock is not None and self._lock.locked():
+            self.port.spawn(req.reply(491), "491")
+            return
+        self._reinvite_in = req
+        self.port.track_invite(req)
+        cb = self._listeners.get("reinvite")
+        if cb is not None:
+            self.port.fire(cb, req, "reinvite")
+        else:
+            self.port.spawn(req.reply(200, body=self.local_sdp or b"",
+                                      content_type=SDP if self.local_sdp else None), "200")
+
+    def invite_answered(self, req: DrachtioIncomingRequest, body: bytes) -> None:
+        offer = sdp_body(req.message)
+        if offer is not None:
+            self.remote_sdp = offer
+        if body:
+            self.local_sdp = body
+        if self._reinvite_in is req:
+            self._reinvite_in = None
+
+    def update_answered(self, req: DrachtioIncomingRequest, body: bytes) -> None:
+        offer = sdp_body(req.message)
+        if offer is not None:
+            self.remote_sdp = offer
+            if body:
+                self.local_sdp = body
+
+    def on_ack(self, frame: SipFrame, ack: SipMessage | None) -> None:
+        if ack is not None:
+            answer = sdp_body(ack)
+            if answer is not None:
+                self.remote_sdp = answer
+        cb = self._listeners.get("ack")
+        if cb is not None and isinstance(ack, SipRequest):
+            self.port.safe_call(cb, "ack", DrachtioIncomingRequest(
+                self.port, ack, "", self.port.source_of(frame), dialog=self))
+
+
+class DialogTable:
+    """The port's dialogs by drachtio dialog id."""
+
+    def __init__(self, port: DrachtioSipPort):
+        self.port = port
+        self.by_id: dict[str, DrachtioDialog] = {}
+
+    def add(self, dialog: DrachtioDialog) -> None:
+        self.by_id[dialog.id] = dialog
+
+    def remove(self, dialog: DrachtioDialog) -> None:
+        if self.by_id.get(dialog.id) is dialog:
+            del self.by_id[dialog.id]
+
+    def on_request(self, frame: SipFrame) -> None:
+        req = self.port.parse_request(frame)
+        if req is None:
+            return
+        dialog = self.by_id.get(frame.dialog_id)
+        if dialog is None:
+            # copy the request's CSeq: an early UPDATE carries its INVITE's txn (§5.6)
+            self.port.respond_raw(frame.transaction_id, 481, request=req)
+            return
+        dialog.receive(DrachtioIncomingRequest(self.port, req, frame.transaction_id,
+                                               self.port.source_of(frame),
+                                               dialog_id=frame.dialog_id, dialog=dialog))
+
+    def on_ack(self, frame: SipFrame) -> None:
+        dialog = self.by_id.get(frame.dialog_id)
+        if dialog is None:
+            return
+        try:
+            ack = parse_message(frame)
+        except SipParseError:
+            ack = None
+        dialog.on_ack(frame, ack)
+
+    def on_unsolicited(self, frame: SipFrame) -> None:
+        """A BYE the server sent by itself (ACK time-out, CANCEL after 200, …)."""
+        dialog = self.by_id.get(frame.dialog_id)
+        if dialog is None:
+            return
+        reason = "ended by drachtio"
+        text = frame.message.header("Reason") or ""
+        if 'text="' in text:
+            reason = text.split('text="', 1)[1].split('"', 1)[0] or reason
+        try:
+            message = parse_message(frame)
+        except SipParseError:
+            message = None
+        dialog.end(reason, message=message if isinstance(message, SipRequest) else None)
+
+    def connection_lost(self) -> None:
+        for dialog in list(self.by_id.values()):
+            dialog.end("drachtio connection lost")
+        self.by_id.clear()
+
+    async def answer_invite(self, req: DrachtioIncomingRequest, status: int,
+                            reason: str | None, items: list[tuple[str, str]], body: bytes,
+                            content_type: str | None) -> DrachtioDialog | None:
+        """A 2xx to an INVITE: creates the UAS dialog (or updates it for a re-INVITE).
+        The dialog is registered before the 200 goes out: its ACK may follow at once."""
+        if req.final_sent:
+            return None
+        dialog = req.dialog
+        if dialog is not None:  # a re-INVITE
+            if req.send_now(status, reason, items, body, content_type) is None:
+                return None
+            dialog.invite_answered(req, body)
+            return dialog
+        msg = req.message
+        try:
+            from_tag = msg.from_tag
+            usable = bool(msg.contacts) and bool(from_tag)
+        except SipParseError:
+            usable, from_tag = False, None
+        if not usable:
+            req.send_now(400, "Missing Contact or From tag", [], b"", None)
+            raise SipError(400, "INVITE without a usable Contact or From tag")
+        dialog = DrachtioDialog(self.port, f"{msg.call_id};from-tag={from_tag}", msg.call_id,
+                                local_tag="", remote_tag=from_tag or "", role="uas",
+                                peer=req.source)
+        self.add(dialog)
+        req.dialog = dialog
+        future = req.send_now(status, reason, items, body, content_type)
+        if future is None:
+            dialog.forget("answer not sent")
+            return None
+        try:
+            answer = (await future)[-1]
+        except Exception as exc:  # unavailable/time-out: no dialog
+            log.info("answer not confirmed by drachtio", call_id=msg.call_id, error=str(exc))
+            dialog.forget("answer not sent")
+            return None
+        if not answer.ok:
+            dialog.forget("answer refused")
+            return None
+        if answer.dialog_id and answer.dialog_id != dialog.id:
+            self.remove(dialog)
+            dialog.id = answer.dialog_id
+            self.add(dialog)
+        if answer.message is not None:
+            dialog.local_tag = _tag(answer.message.header("To"))
+        dialog.invite_answered(req, body)
+        return dialog
+
+
+def parse_message(frame: SipFrame) -> SipMessage:
+    from engine.sip.parser import parse_message as parse
+
+    return parse(frame.message.text.encode("utf-8", "surrogateescape"))
