@@ -16,6 +16,7 @@ from engine.clock import LoopClock
 from engine.errors import ConfigError, DefinitionError, MediaError, StoreError
 from engine.health import REDIS, RTPENGINE, SIP, Health, Watcher
 from engine.log import get_logger
+from engine.overload import Overload
 from engine.settings import Settings
 
 log = get_logger("engine.components")
@@ -221,16 +222,20 @@ class SipComponent(Component):
         self.health = services.health
         self.dispatcher = services.dispatcher = SipDispatcher(services.runtime, self.port,
                                                               health=services.health)
+        self.overload = Overload.from_settings(settings, services.health)
 
     async def start(self) -> None:
         self.dispatcher.install()
         await self.port.start()
+        self.overload.attach(self.port)
+        self.overload.start()
         self.health.report(SIP, True)  # embedded: up while it listens
 
     def refuse_new_work(self) -> None:
         self.dispatcher.draining = True
 
     async def stop(self) -> None:
+        self.overload.stop()
         await self.port.close()
 
     def summary(self) -> dict[str, Any]:

@@ -417,6 +417,20 @@ VARIABLES: tuple[Variable, ...] = (
              "answered 503", group="new"),
     Variable("ABUSE_RATE_BURST", "abuse_rate_burst", "100", _int(1),
              "requests a source may send at once above ABUSE_RATE_LIMIT", group="new"),
+    # --- overload (issue 14, item 3): shed new REGISTER/INVITE with a prompt 503 instead
+    # of queueing into time-outs (README "Overload"; engine/overload.py)
+    Variable("SIP_OVERLOAD_LAG_MS", "sip_overload_lag_ms", "200", _int(0),
+             "event-loop lag, or wait of a UDP datagram in the kernel buffer, from which new "
+             "REGISTER/INVITE are answered 503 (0 = never)", group="new"),
+    Variable("SIP_OVERLOAD_RECOVER_SECS", "sip_overload_recover_secs", "2", _float(0),
+             "seconds without lag and without shedding before the node counts as healthy "
+             "again (hysteresis)", group="new"),
+    Variable("SIP_MAX_PENDING_REQUESTS", "sip_max_pending_requests", "1000", _int(0),
+             "admitted REGISTER/INVITE not yet answered; more are answered 503 at once "
+             "(0 = no bound)", group="new"),
+    Variable("SIP_OVERLOAD_RETRY_AFTER", "sip_overload_retry_after", "5", _int(1),
+             "Retry-After of an overload 503: a random value between this and twice it",
+             group="new"),
 )
 
 @dataclass(frozen=True)
@@ -504,6 +518,11 @@ class Settings:
     abuse_ban_secs: int
     abuse_rate_limit: float
     abuse_rate_burst: int
+    # --- overload (issue 14, item 3; README "Overload")
+    sip_overload_lag_ms: int
+    sip_overload_recover_secs: float
+    sip_max_pending_requests: int
+    sip_overload_retry_after: int
     # which variables were set explicitly (for the secret-default warning)
     explicit: frozenset[str] = field(default=frozenset(), compare=False)
 
