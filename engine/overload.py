@@ -59,7 +59,7 @@ class OverloadLimits:
 
     lag: float = 0.2  # seconds
     recover: float = 2.0  # seconds
-    max_pending: int = 1000
+    max_pending: int = 300
     retry_after: int = 5  # seconds; each 503 says a random value in [n, 2n]
 
     @classmethod

@@ -425,7 +425,7 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("SIP_OVERLOAD_RECOVER_SECS", "sip_overload_recover_secs", "2", _float(0),
              "seconds without lag and without shedding before the node counts as healthy "
              "again (hysteresis)", group="new"),
-    Variable("SIP_MAX_PENDING_REQUESTS", "sip_max_pending_requests", "1000", _int(0),
+    Variable("SIP_MAX_PENDING_REQUESTS", "sip_max_pending_requests", "300", _int(0),
              "admitted REGISTER/INVITE not yet answered; more are answered 503 at once "
              "(0 = no bound)", group="new"),
     Variable("SIP_OVERLOAD_RETRY_AFTER", "sip_overload_retry_after", "5", _int(1),
