@@ -7,13 +7,15 @@ new out-of-dialog REGISTER or INVITE is refused with ``503 Service Unavailable``
 ``Retry-After`` and ``X-Reason: overloaded`` by the transaction layer itself — no
 transaction, no machine, nothing kept — when any of these holds:
 
-* **loop lag**: a tick scheduled every 50 ms ran ``SIP_OVERLOAD_LAG_MS`` late or more.
-  Then every new REGISTER/INVITE is shed until the lag has stayed below half the
-  threshold for ``SIP_OVERLOAD_RECOVER_SECS`` (hysteresis: no flapping);
-* **datagram age**: the UDP datagram carrying the request waited in the kernel's receive
-  buffer ``SIP_OVERLOAD_LAG_MS`` or longer (its kernel receive timestamp, see
-  ``engine.transport.udp``). The loop reads the socket in bursts, so a queue in the
-  kernel shows here long before it shows as loop lag. One that waited 2.5 times the
+* **loop lag**: a tick scheduled every 50 ms ran ``SIP_OVERLOAD_LAG_MS`` late or more,
+  two ticks in a row (one late tick is a stall: a reload, a collection). Then every
+  new REGISTER/INVITE is shed until the lag has stayed below half the threshold for
+  ``SIP_OVERLOAD_RECOVER_SECS`` (hysteresis: no flapping);
+* **datagram age**, while overloaded: the UDP datagram carrying the request waited in
+  the kernel's receive buffer ``SIP_OVERLOAD_LAG_MS`` or longer (its kernel receive
+  timestamp, see ``engine.transport.udp``). The loop reads the socket in bursts, so a
+  queue in the kernel shows here long before it shows as loop lag; old datagrams in
+  two consecutive ticks make the node overloaded. One that waited 2.5 times the
   threshold is not even parsed: its client has retransmitted it by then, and the
   copy is discarded so the backlog drains at the cost of one read per datagram;
 * **pending bound**: ``SIP_MAX_PENDING_REQUESTS`` admitted REGISTER/INVITE have not
@@ -24,7 +26,8 @@ Everything else is served as before: retransmissions of admitted requests (match
 their transaction before any admission check), in-dialog requests, ACK, CANCEL, BYE,
 responses, and OPTIONS — which answers 503 ``overloaded`` while shedding is recent, so a
 SIP load balancer moves traffic away (``engine.health``). The node is ``overloaded``
-from the first shed request until nothing was shed for ``SIP_OVERLOAD_RECOVER_SECS``;
+from the first shed request (or persistent lag or old datagrams) until none of it for
+``SIP_OVERLOAD_RECOVER_SECS``;
 the log has one warning when that starts and one when it ends (with the counts), never
 a line per request.
 """
@@ -72,13 +75,19 @@ class OverloadLimits:
 
 class OverloadState:
     """The hysteresis, without clock or loop: ``update`` once per tick with what was
-    measured since the previous one.
+    measured since the previous one. One late tick or one old datagram is a stall (a
+    reload, a collection, the scheduler), not overload: a signal counts once it held
+    for ``PERSIST`` consecutive ticks.
 
-    ``lagging``: every new request is shed. Entered when the loop lag reaches the
-    threshold, left when it stayed below half of it for ``recover`` seconds.
-    ``overloaded``: what health reports. Entered when lagging or anything was shed (or a
-    datagram was read past the threshold), left after ``recover`` seconds of neither.
+    ``lagging``: every new request is shed. Entered when the loop lag stayed at the
+    threshold or above for ``PERSIST`` ticks, left when it stayed below half of it for
+    ``recover`` seconds.
+    ``overloaded``: what health reports, and when old datagrams are shed. Entered when
+    lagging, when the pending bound shed something, or when datagrams were read past
+    the threshold for ``PERSIST`` ticks; left after ``recover`` seconds of none of it.
     """
+
+    PERSIST = 2
 
     def __init__(self, limits: OverloadLimits):
         self.limits = limits
@@ -87,13 +96,19 @@ class OverloadState:
         self.since = 0.0  # when overloaded began
         self._calm_since: float | None = None
         self._last_busy = 0.0
+        self._late_ticks = 0  # consecutive ticks with lag at the threshold
+        self._old_ticks = 0  # consecutive ticks with a datagram past the threshold
 
     def update(self, now: float, lag: float, age: float, shed: int) -> str | None:
         """``lag``: how late this tick ran; ``age``: the oldest datagram read since the
         last tick; ``shed``: requests refused since the last tick. Returns "overloaded"
         or "recovered" when ``overloaded`` changes, else None."""
         threshold = self.limits.lag
-        if threshold > 0 and lag >= threshold:
+        late = threshold > 0 and lag >= threshold
+        self._late_ticks = self._late_ticks + 1 if late else 0
+        old = threshold > 0 and (age >= threshold or late)
+        self._old_ticks = self._old_ticks + 1 if old else 0
+        if self._late_ticks >= self.PERSIST:
             self.lagging = True
             self._calm_since = None
         elif self.lagging:
@@ -104,7 +119,7 @@ class OverloadState:
             elif now - self._calm_since >= self.limits.recover:
                 self.lagging = False
                 self._calm_since = None
-        busy = self.lagging or shed > 0 or (threshold > 0 and age >= threshold)
+        busy = self.lagging or shed > 0 or self._old_ticks >= self.PERSIST
         if busy:
             self._last_busy = now
             if not self.overloaded:
@@ -151,16 +166,13 @@ class Overload:
         """Install ``admit`` in ``port``'s transaction layer (an ``EmbeddedSipPort``)."""
         self._port = port
         port.core.admission = self.admit
-        udp = port.driver.udp
-        if udp is not None and self.limits.lag > 0:
-            udp.stale_age = self.limits.lag * STALE_FACTOR
 
     def admit(self, pending: int) -> Refusal | None:
         """None to admit a new REGISTER/INVITE, else the headers of its 503."""
         limits = self.limits
         if self.state.lagging:
             return self._refuse(LAG)
-        if limits.lag > 0:
+        if self.state.overloaded and limits.lag > 0:
             udp = self._port.driver.udp
             if udp is not None and udp.age >= limits.lag:
                 return self._refuse(AGE)
@@ -218,6 +230,9 @@ class Overload:
             return
         if self.health is not None:
             self.health.overloaded = self.state.overloaded
+        if udp is not None:  # stale copies are discarded only while overloaded
+            udp.stale_age = (self.limits.lag * STALE_FACTOR
+                             if self.state.overloaded and self.limits.lag > 0 else float("inf"))
         if change == "overloaded":
             self._episode_start = {**self.shed, "discarded": discarded}
             log.warning("overloaded: shedding new REGISTER/INVITE with 503",
