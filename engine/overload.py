@@ -85,9 +85,13 @@ class OverloadState:
     ``overloaded``: what health reports, and when old datagrams are shed. Entered when
     lagging, when the pending bound shed something, or when datagrams were read past
     the threshold for ``PERSIST`` ticks; left after ``recover`` seconds of none of it.
+    Lag and age count only while at least ``MIN_PENDING`` requests are in flight.
     """
 
     PERSIST = 2
+    # Lag or old datagrams with (almost) no SIP work in flight come from something else
+    # (a reload, the machine's other work): shedding the few requests would not help.
+    MIN_PENDING = 8
 
     def __init__(self, limits: OverloadLimits):
         self.limits = limits
@@ -99,11 +103,13 @@ class OverloadState:
         self._late_ticks = 0  # consecutive ticks with lag at the threshold
         self._old_ticks = 0  # consecutive ticks with a datagram past the threshold
 
-    def update(self, now: float, lag: float, age: float, shed: int) -> str | None:
+    def update(self, now: float, lag: float, age: float, shed: int,
+               pending: int) -> str | None:
         """``lag``: how late this tick ran; ``age``: the oldest datagram read since the
-        last tick; ``shed``: requests refused since the last tick. Returns "overloaded"
-        or "recovered" when ``overloaded`` changes, else None."""
-        threshold = self.limits.lag
+        last tick; ``shed``: requests refused since the last tick; ``pending``: admitted
+        requests not answered yet. Returns "overloaded" or "recovered" when
+        ``overloaded`` changes, else None."""
+        threshold = self.limits.lag if pending >= self.MIN_PENDING else 0.0
         late = threshold > 0 and lag >= threshold
         self._late_ticks = self._late_ticks + 1 if late else 0
         old = threshold > 0 and (age >= threshold or late)
@@ -112,7 +118,7 @@ class OverloadState:
             self.lagging = True
             self._calm_since = None
         elif self.lagging:
-            if lag >= threshold / 2:
+            if lag >= self.limits.lag / 2:
                 self._calm_since = None
             elif self._calm_since is None:
                 self._calm_since = now
@@ -225,7 +231,7 @@ class Overload:
             discarded = udp.discarded
         total = sum(self.shed.values()) + discarded
         shed, self._shed_total_at_tick = total - self._shed_total_at_tick, total
-        change = self.state.update(now, lag, age, shed)
+        change = self.state.update(now, lag, age, shed, self._pending())
         if change is None:
             return
         if self.health is not None:
