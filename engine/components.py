@@ -19,6 +19,7 @@ from engine.clock import LoopClock
 from engine.errors import ConfigError, DefinitionError, MediaError, StoreError
 from engine.health import REDIS, RTPENGINE, SIP, Health, Watcher
 from engine.log import get_logger
+from engine.overload import Overload
 from engine.settings import Settings
 
 log = get_logger("engine.components")
@@ -267,6 +268,7 @@ class SipComponent(Component):
         services.sip = self.port
         self.dispatcher = services.dispatcher = SipDispatcher(services.runtime, self.port,
                                                               health=services.health)
+        self.overload = Overload.from_settings(settings, services.health)
 
     def _sip_state(self, up: bool, reason: str | None) -> None:
         self.health.report(SIP, up, reason)  # drachtio: follows the control connection
@@ -287,12 +289,15 @@ class SipComponent(Component):
                 raise
             return
         await self.port.start()
+        self.overload.attach(self.port)
+        self.overload.start()
         self.health.report(SIP, True)  # embedded: up while it listens
 
     def refuse_new_work(self) -> None:
         self.dispatcher.draining = True
 
     async def stop(self) -> None:
+        self.overload.stop()
         await self.port.close()
 
     def summary(self) -> dict[str, Any]:

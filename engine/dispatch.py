@@ -5,7 +5,7 @@ out-of-dialog REGISTER spawns a ``registration`` instance, each INVITE an
 ``inbound_call`` instance (once that machine exists), and OPTIONS addressed to
 the PBX is answered here (a keep-alive needs no machine; D-28): 200 while the
 instance can serve, 503 with ``Retry-After`` and an ``X-Reason`` naming the
-cause while it is draining or a dependency is down (``engine.health``), so a
+cause while it is draining, overloaded or a dependency is down (``engine.health``), so a
 SIP load balancer probing with OPTIONS takes the node out. It also declares
 the events it delivers, which the machine linter checks ``inputs:`` against.
 """
@@ -37,7 +37,8 @@ ROUTES: dict[str, str] = {"REGISTER": "registration", "INVITE": "inbound_call"}
 
 _ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, INFO, REFER, NOTIFY, UPDATE"
 # Retry-After on an unhealthy OPTIONS: a drain lasts SHUTDOWN_GRACE_SECS (the INVITE
-# refusal says 30 too); a dependency outage is re-checked every second or so.
+# refusal says 30 too); a dependency outage is re-checked every second or so, an
+# overload (engine.overload) is over after SIP_OVERLOAD_RECOVER_SECS without shedding.
 _RETRY_AFTER_DRAINING = "30"
 _RETRY_AFTER_DEPENDENCY = "5"
 

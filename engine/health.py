@@ -1,4 +1,4 @@
-"""Whether this instance can serve: its dependencies and the draining flag.
+"""Whether this instance can serve: its dependencies, the draining and the overload flags.
 
 Each dependency (``redis``, ``rtpengine`` — every instance down —, ``sip``, the
 SIP backend) is up, down, or not known yet. Its adapter reports changes: from
@@ -7,7 +7,8 @@ and from a cheap periodic check (``Watcher``), so a dependency that comes back
 is noticed without traffic and one that hangs is noticed without traffic too.
 
 What reads it: OPTIONS to the PBX (``engine.dispatch``: 503 while ``problems()``
-is not empty, so a SIP load balancer takes the node out), the Redis store
+is not empty, so a SIP load balancer takes the node out; ``overloaded`` is set by
+``engine.overload`` while it sheds new requests), the Redis store
 (fails fast while Redis is down instead of making every request wait for a
 timeout), and the operator: one warning when a dependency goes away and one
 when it is back, never a line per request.
@@ -45,7 +46,7 @@ class Dependency:
 
 
 class Health:
-    """The dependencies' states and the draining flag of one daemon.
+    """The dependencies' states and the draining and overloaded flags of one daemon.
 
     ``gating`` names the dependencies whose loss makes the instance unready (what
     OPTIONS reports); the others are tracked and logged but do not take the node out.
@@ -55,6 +56,7 @@ class Health:
                  clock: Callable[[], float] = time.monotonic):
         self.gating = frozenset(gating)
         self.draining = False
+        self.overloaded = False  # shedding new requests (engine.overload)
         self._clock = clock
         self._deps: dict[str, Dependency] = {}
 
@@ -89,6 +91,8 @@ class Health:
         """Why this instance should get no new work, e.g. ``["draining", "redis
         unavailable"]``; empty when it serves. Names only: this goes to SIP peers."""
         out = ["draining"] if self.draining else []
+        if self.overloaded:
+            out.append("overloaded")
         out += [f"{d.name} unavailable" for d in sorted(self._deps.values(), key=_by_name)
                 if d.down and d.name in self.gating]
         return out

@@ -463,6 +463,20 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("WORKER_INDEX", "worker_index", "", _worker_index,
              "set by the supervisor in each worker it starts (the SIP sockets then share "
              "the port); do not set it yourself", group="new"),
+    # --- overload (issue 14, item 3): shed new REGISTER/INVITE with a prompt 503 instead
+    # of queueing into time-outs (README "Overload"; engine/overload.py)
+    Variable("SIP_OVERLOAD_LAG_MS", "sip_overload_lag_ms", "200", _int(0),
+             "event-loop lag, or wait of a UDP datagram in the kernel buffer, from which new "
+             "REGISTER/INVITE are answered 503 (0 = never)", group="new"),
+    Variable("SIP_OVERLOAD_RECOVER_SECS", "sip_overload_recover_secs", "2", _float(0),
+             "seconds without lag and without shedding before the node counts as healthy "
+             "again (hysteresis)", group="new"),
+    Variable("SIP_MAX_PENDING_REQUESTS", "sip_max_pending_requests", "300", _int(0),
+             "admitted REGISTER/INVITE not yet answered; more are answered 503 at once "
+             "(0 = no bound)", group="new"),
+    Variable("SIP_OVERLOAD_RETRY_AFTER", "sip_overload_retry_after", "5", _int(1),
+             "Retry-After of an overload 503: a random value between this and twice it",
+             group="new"),
 )
 
 @dataclass(frozen=True)
@@ -563,6 +577,11 @@ class Settings:
     # --- several engines and workers (README "Several engines and workers")
     workers: int
     worker_index: int | None
+    # --- overload (issue 14, item 3; README "Overload")
+    sip_overload_lag_ms: int
+    sip_overload_recover_secs: float
+    sip_max_pending_requests: int
+    sip_overload_retry_after: int
     # which variables were set explicitly (for the secret-default warning)
     explicit: frozenset[str] = field(default=frozenset(), compare=False)
 

@@ -63,6 +63,12 @@ from engine.sip.transaction import (
 )
 
 _URI_SCHEMES = frozenset({"sip", "sips", "tel"})
+# New out-of-dialog requests that start work and may be shed under overload (engine.overload)
+_ADMITTED = frozenset({"REGISTER", "INVITE"})
+
+# Asked for each new out-of-dialog REGISTER/INVITE with the number already pending:
+# None admits it, a header list answers it 503 statelessly (no transaction is kept).
+Admission = Callable[[int], HeaderItems | None]
 
 
 def _ignore(method: str) -> None:
@@ -83,6 +89,8 @@ class EndpointCore:
     487 before telling the TU. ``server_header``: ``Server:`` value for the
     responses the core makes itself. ``retransmit_2xx_reliable``: also
     retransmit 2xx over TCP (only useful behind UDP proxies).
+    ``admission`` (settable): overload control, see ``Admission``; ``pending`` counts the
+    admitted REGISTER/INVITE not answered yet (final, or for INVITE above 100).
     """
 
     def __init__(
@@ -99,6 +107,9 @@ class EndpointCore:
         self.server_header = server_header
         self.retransmit_2xx_reliable = retransmit_2xx_reliable
         self.max_server_transactions = max_server_transactions
+        self.admission: Admission | None = None
+        self.shed = 0  # requests refused by ``admission``
+        self._pending: set[int] = set()  # ids of admitted REGISTER/INVITE server txs
         self.now = 0.0  # the last time a caller told us
         self._server: dict[Hashable, ServerTransaction] = {}
         self._client: dict[Hashable, ClientTransaction] = {}
@@ -119,6 +130,10 @@ class EndpointCore:
     def state(self, tx_id: int) -> str:
         tx = self._by_id.get(tx_id)
         return tx.state if tx is not None else TERMINATED
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
 
     @property
     def counts(self) -> dict[str, int]:
@@ -150,6 +165,7 @@ class EndpointCore:
         for name in list(tx.timers):
             self.cancel_timer(tx, name, out)
         table: dict = self._server if isinstance(tx, ServerTransaction) else self._client
+        self._pending.discard(tx.id)
         if table.get(tx.key) is tx:
             del table[tx.key]
         self._by_id.pop(tx.id, None)
@@ -236,10 +252,18 @@ class EndpointCore:
         req.to.uri  # noqa: B018
         if req.request_uri.scheme not in _URI_SCHEMES:
             return self._stateless(req, 416, source, flow)
+        admitted = method in _ADMITTED and req.to_tag is None
+        if admitted and self.admission is not None:
+            refusal = self.admission(len(self._pending))
+            if refusal is not None:
+                self.shed += 1
+                return self._stateless(req, 503, source, flow, refusal)
         if len(self._server) >= self.max_server_transactions:
             return self._stateless(req, 503, source, flow, [("Retry-After", "5")])
         tx = self._new_server_tx(req, key, via, source, flow)
         self.count_request(method)
+        if admitted:
+            self._pending.add(tx.id)
         if method == "CANCEL":
             self._on_cancel(req, tx, out)
             return out
@@ -394,6 +418,8 @@ class EndpointCore:
                        out: list[Effect]) -> None:
         self.count_response(tx.request, resp.status)
         tx.send_response(resp, resp.to_bytes(), self, out)
+        if resp.status > 100:
+            self._pending.discard(tx.id)
         if tx.state == ACCEPTED and tx.ack_key is None:
             req = tx.request
             assert req is not None
