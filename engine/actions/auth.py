@@ -188,11 +188,11 @@ class Authenticate:
         "doc": "try the domain's auth trunks whose authUser is the digest username first"})
 
 
-def _child_vars(ctx: Any, p: Authenticate) -> dict[str, Any]:
-    """Every variable digest_auth starts with: its parameters, then what it finds out."""
+def digest_auth_vars(req: Any, realm: str, *, proxy: bool, trunks: bool) -> dict[str, Any]:
+    """Every variable digest_auth starts with: its parameters (the request, the realm, 407
+    or 401, auth trunks or not), then what it finds out (reported by ``auth.report``)."""
     return {
-        "req": ctx.vars.req, "domain": domain(ctx), "proxy": p.challenge == 407,
-        "trunks": p.trunks,
+        "req": req, "domain": realm, "proxy": proxy, "trunks": trunks,
         "nonce_outcome": None, "stale": False, "grant": None, "granted_trunk": None,
         "reply_status": None, "reply_why": None, "reply_challenge": False,
     }
@@ -207,7 +207,9 @@ async def authenticate(ctx: Any, p: Authenticate) -> None:
     (``creds``), the ``grant``, the verified trunk (``candidate_trunk``) and the response the
     child sent (``reply_status``/``reply_why``/``reply_challenge``, for its summary line).
     The child ends with this instance."""
-    child = ctx.runtime.spawn(AUTH_MACHINE, vars=_child_vars(ctx, p), parent=ctx)
+    child_vars = digest_auth_vars(ctx.vars.req, domain(ctx), proxy=p.challenge == 407,
+                                  trunks=p.trunks)
+    child = ctx.runtime.spawn(AUTH_MACHINE, vars=child_vars, parent=ctx)
 
     def finished(done: Any) -> None:
         if ctx.done:
