@@ -103,7 +103,26 @@ async def relay_status(ctx: Any, p: Any) -> None:
 
 # --------------------------------------------------------------------------- CallHook
 
-SCRIPT_OUTCOMES = ("script.ready", "script.unavailable", "script.invalid")
+# What happened to a CallHook request, as the machine sees it (it chooses the SIP status):
+# the adapter's failure kinds (engine.hooks.callhook) grouped the way RegHook failures are.
+CALLHOOK_FAILURES = {
+    "timeout": "script.timeout",
+    "connect": "script.unreachable",
+    "closed": "script.unreachable",
+    "status": "script.http_error",
+    "circuit_open": "script.circuit_open",
+    "json": "script.invalid_reply",
+    "too_large": "script.invalid_reply",
+    "error": "script.invalid_reply",
+    "empty": "script.invalid",  # JSON null/false/0/"": no script (the original's check)
+    "url": "script.bad_request",
+    "payload": "script.bad_request",
+}
+CALLHOOK_OUTCOMES = ("script.ready", "script.timeout", "script.unreachable",
+                     "script.http_error", "script.circuit_open", "script.invalid_reply",
+                     "script.invalid", "script.bad_request")
+# a transfer's CallHook is found by a dialplan lookup, which may find nothing
+SCRIPT_OUTCOMES = (*CALLHOOK_OUTCOMES, "script.no_route")
 
 
 def callhook_request(ctx: Any) -> dict[str, Any]:
@@ -125,14 +144,15 @@ def callhook_request(ctx: Any) -> dict[str, Any]:
 
 def fetch_callscript(ctx: Any, body: dict[str, Any], route: Any) -> None:
     """Start fetching a CallScript for ``body``: ``route`` is the DialplanMatch (or an async
-    function returning it) naming the CallHook. Ends with script.ready / script.unavailable
-    / script.invalid."""
+    function returning it) naming the CallHook. Ends with script.ready, one event per kind
+    of failure (``CALLHOOK_FAILURES``; script.invalid for a reply or file template that is
+    no valid CallScript), or script.no_route when ``route`` finds no dialplan entry."""
     services = ctx.services
 
     async def fetch() -> Outcome:
         match = await route() if callable(route) else route
         if match is None:
-            return Outcome("script.unavailable", {"why": "no dialplan match"})
+            return Outcome("script.no_route", {"why": "no dialplan match"})
         outcome = await script_from(match.call_hook)
         fallback = getattr(match, "call_hook_fallback", None)
         failure = outcome.data or {}
@@ -157,7 +177,7 @@ def fetch_callscript(ctx: Any, body: dict[str, Any], route: Any) -> None:
         else:
             result = await services.callhook.fetch(url, body)
             if isinstance(result, CallHookFailed):
-                event = "script.unavailable" if result.sip_status == 480 else "script.invalid"
+                event = CALLHOOK_FAILURES.get(result.kind, "script.invalid_reply")
                 return Outcome(event, {"why": f"CallHook {result.kind}: {result.message}"[:200],
                                        "error": {"name": "CallHookError",
                                                  "status": result.status,
@@ -171,15 +191,16 @@ def fetch_callscript(ctx: Any, body: dict[str, Any], route: Any) -> None:
                                               "error": exc})
         return Outcome("script.ready", {"script": script})
 
-    ctx.start(fetch(), done="script.unavailable", error="script.invalid")
+    ctx.start(fetch(), done="script.invalid_reply", error="script.invalid")
 
 
-@action(emits=SCRIPT_OUTCOMES, outcomes=SCRIPT_OUTCOMES)
+@action(emits=CALLHOOK_OUTCOMES, outcomes=CALLHOOK_OUTCOMES)
 async def callhook(ctx: Any, p: Any) -> None:
     """Fetch the CallScript: POST the CallHook (bounded by CALLHOOK_TIMEOUT) or render its
-    ``file:`` template, then validate it. Unreachable/non-2xx/timeout/not JSON →
-    ``script.unavailable`` (480); a reply that is not a valid CallScript →
-    ``script.invalid`` (500, D-13)."""
+    ``file:`` template, then validate it → script.ready, or what went wrong:
+    script.timeout, script.unreachable, script.http_error, script.circuit_open,
+    script.invalid_reply (not JSON), script.invalid (no valid CallScript, D-13) or
+    script.bad_request (no http(s) URL). The machine chooses the SIP status."""
     fetch_callscript(ctx, callhook_request(ctx), ctx.vars.route)
 
 

@@ -1,25 +1,30 @@
 """CallHook caller: POST the call data, return the CallScript JSON (spec §5.2).
 
-Outcomes, as the call machine needs them:
+The adapter reports what happened; the call machine decides what each outcome
+means for the caller (``machines/inbound_call.yaml``: 480 or 500, spec §5.2):
 
 * ``CallScript(value)`` — HTTP 2xx and a JSON body (any Content-Type) whose value
   is not JSON-falsy. The value is returned as is: validating it as a CallScript
   is the call machine's job.
-* ``CallHookFailed(sip_status=480)`` ("unavailable") — HTTP ≠ 2xx (3xx included:
-  redirects are not followed), timeout, connection failure, body not JSON.
-* ``CallHookFailed(sip_status=500)`` ("invalid") — the URL is missing or not
-  http(s), or the JSON is ``null``/``false``/``0``/``""`` (the original's
-  falsy-script check).
+* ``CallHookFailed(kind)`` — no script, and why:
 
-``kind`` says which case it was (``status``, ``timeout``, ``connect``, ``json``,
-``url``, ``empty``, ``too_large``, ``error``, ``circuit_open``) for logs and
-StatusHook/``hook.error`` events; ``status`` is the HTTP code when there was one.
+  ``timeout``       no complete reply within CALLHOOK_TIMEOUT
+  ``connect``       connection refused or lost before the reply (``closed``: our
+                    own client was closed at shutdown)
+  ``status``        HTTP status not 2xx (3xx included: redirects are not followed)
+  ``json``          the body is not JSON (``too_large``: over the size cap;
+                    ``error``: a malformed HTTP reply)
+  ``empty``         the JSON is ``null``/``false``/``0``/``""`` (the original's
+                    falsy-script check)
+  ``url``           the URL is missing or not http(s) (nothing sent; ``payload``:
+                    the body could not be encoded)
+  ``circuit_open``  nothing sent: the URL failed ``HOOK_BREAKER_THRESHOLD`` times
+                    in a row and its breaker is open (``engine.hooks.breaker``)
 
-``circuit_open`` (480, nothing sent): the URL failed ``HOOK_BREAKER_THRESHOLD``
-times in a row and its breaker is open (``engine.hooks.breaker``). Every
-``CallHookFailed`` except a shutdown is a failure of the URL: it counts for the
-breaker and makes the call flow ask the dialplan entry's ``callHookFallback``
-(``engine.actions.hooks``).
+``status`` is the HTTP code when a reply arrived; ``message`` is for logs and the
+StatusHook ``callhook:error`` event. Every ``CallHookFailed`` except a shutdown is a
+failure of the URL: it counts for the breaker and makes the call flow ask the
+dialplan entry's ``callHookFallback`` (``engine.actions.hooks``).
 """
 
 from __future__ import annotations
@@ -36,9 +41,6 @@ from engine.ports import HookCaller
 
 log = get_logger(__name__)
 
-UNAVAILABLE = 480
-INVALID = 500
-
 
 @dataclass(frozen=True, slots=True)
 class CallScript:
@@ -49,14 +51,11 @@ class CallScript:
 
 @dataclass(frozen=True, slots=True)
 class CallHookFailed:
+    """No CallScript; ``kind`` says what happened (see the module docstring)."""
+
     kind: str
-    sip_status: int  # 480 unavailable | 500 invalid
     status: int | None = None  # HTTP status, when a reply arrived
     message: str = ""
-
-    @property
-    def reason(self) -> str:
-        return "unavailable" if self.sip_status == UNAVAILABLE else "invalid"
 
 
 CallHookResult = CallScript | CallHookFailed
@@ -72,12 +71,12 @@ def _falsy_json(value: Any) -> bool:
 def interpret_reply(status: int, body: bytes) -> CallHookResult:
     """Classify a CallHook HTTP reply (pure)."""
     if not 200 <= status < 300:
-        return CallHookFailed("status", UNAVAILABLE, status, f"CallHook answered HTTP {status}")
+        return CallHookFailed("status", status, f"CallHook answered HTTP {status}")
     ok, value = parse_json_strict(body)
     if not ok:
-        return CallHookFailed("json", UNAVAILABLE, status, "CallHook reply is not JSON")
+        return CallHookFailed("json", status, "CallHook reply is not JSON")
     if _falsy_json(value):
-        return CallHookFailed("empty", INVALID, status, f"CallHook returned {body.strip()[:8]!r}")
+        return CallHookFailed("empty", status, f"CallHook returned {body.strip()[:8]!r}")
     return CallScript(value)
 
 
@@ -96,13 +95,12 @@ class CallHook:
 
         Fails fast (``circuit_open``, nothing sent) while the URL's breaker is open."""
         if not url or not url.startswith(("http://", "https://")):
-            return CallHookFailed("url", INVALID, None, "CallHook URL missing or not http(s)")
+            return CallHookFailed("url", None, "CallHook URL missing or not http(s)")
         result = await guarded(self._breakers, url, lambda: self._post(url, body, timeout),
                                counts_as_failure)
         if result is None:
             log.debug("callhook not sent: circuit open", url=safe_url(url))
-            return CallHookFailed("circuit_open", UNAVAILABLE, None,
-                                  f"{safe_url(url)}: circuit open")
+            return CallHookFailed("circuit_open", None, f"{safe_url(url)}: circuit open")
         return result
 
     async def _post(self, url: str, body: Mapping[str, Any],
@@ -110,14 +108,13 @@ class CallHook:
         try:
             reply = await self._caller.post(url, body, timeout=timeout or self._timeout)
         except HookError as exc:
-            sip = INVALID if exc.kind in ("url", "payload") else UNAVAILABLE
             log.warning("callhook failed", url=safe_url(url), kind=exc.kind, error=str(exc))
-            return CallHookFailed(exc.kind, sip, exc.status, str(exc))
+            return CallHookFailed(exc.kind, exc.status, str(exc))
         if reply.json is not None and 200 <= reply.status < 300:
             # Fast path: the client already parsed a non-null JSON body.
             value = reply.json
             result: CallHookResult = (
-                CallHookFailed("empty", INVALID, reply.status, "CallHook returned a falsy value")
+                CallHookFailed("empty", reply.status, "CallHook returned a falsy value")
                 if _falsy_json(value) else CallScript(value)
             )
         else:
@@ -139,5 +136,5 @@ def counts_as_failure(result: CallHookResult) -> bool:
                                            and result.kind == "url")
 
 
-__all__ = ["INVALID", "UNAVAILABLE", "CallHook", "CallHookFailed", "CallHookResult",
+__all__ = ["CallHook", "CallHookFailed", "CallHookResult",
            "CallScript", "counts_as_failure", "interpret_reply", "wants_fallback"]

@@ -84,7 +84,7 @@ def test_sighup_reloads_machines(tmp_path_factory: pytest.TempPathFactory, redis
         pbx.signal(signal.SIGHUP)
         pbx.wait_log('"registration": "2+', start=mark)
         # a broken edit is refused and the daemon keeps the last good version
-        reg.write_text(reg.read_text().replace("target: check_credentials",
+        reg.write_text(reg.read_text().replace("target: authenticating",
                                                "target: nowhere", 1))
         mark = len(pbx.log_text())
         pbx.signal(signal.SIGHUP)
@@ -117,8 +117,8 @@ def test_bad_setting_stops_startup_with_one_line(tmp_path: Path) -> None:
 def test_invalid_machine_stops_startup(tmp_path: Path, redis_server: str,
                                        rtpengine_server: Any) -> None:
     shutil.copytree(machines_dir(), tmp_path / "machines")
-    reg = tmp_path / "machines" / "registration.yaml"
-    reg.write_text(reg.read_text().replace("entry: [auth.challenge]", "entry: [auth.chalenge]"))
+    auth = tmp_path / "machines" / "digest_auth.yaml"
+    auth.write_text(auth.read_text().replace("entry: [auth.challenge,", "entry: [auth.chalenge,"))
     (tmp_path / "config.json").write_text('{"domains": {}}')
     result = _run({"MACHINES_PATH": str(tmp_path / "machines"), "DATA_SOURCE": "json",
                    "CONFIG_FILE": str(tmp_path / "config.json"), "REDIS_URL": redis_server,

@@ -116,8 +116,8 @@ def test_relayed_4xx_does_not_open_the_breaker() -> None:
 
 def test_shutdown_is_not_a_reason_to_ask_the_fallback() -> None:
     assert not wants_fallback(HookFailed("closed"))
-    assert not callhook_wants_fallback(CallHookFailed("closed", 480))
-    assert callhook_wants_fallback(CallHookFailed("status", 480, 404))  # CallHook: any non-2xx
+    assert not callhook_wants_fallback(CallHookFailed("closed"))
+    assert callhook_wants_fallback(CallHookFailed("status", 404))  # CallHook: any non-2xx
     assert not callhook_wants_fallback(CallScript([]))
 
 
@@ -131,4 +131,4 @@ def test_callhook_breaker_fails_fast_with_480() -> None:
 
     results = asyncio.run(run())
     assert [r.kind for r in results] == ["status", "status", "circuit_open"]
-    assert results[2].sip_status == 480 and caller.sent == ["http://h/call"] * 2
+    assert results[2].status is None and caller.sent == ["http://h/call"] * 2
