@@ -68,10 +68,12 @@ for _ in $(seq 50); do
   redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break; sleep 0.1
 done
 
+WEBPORT=${WEBPORT:-2999}
 echo "DragonPBX example: SIP on $PBX_IP:$SIP_PORT (udp+tcp), webhooks on $HOOK, logs in $RUN_DIR" >&2
+echo "live page, HTTP API and metrics: http://127.0.0.1:$WEBPORT/ (loopback only, no token)" >&2
 env DATA_SOURCE=json CONFIG_FILE="$RUN_DIR/config.json" \
     REDIS_URL="redis://127.0.0.1:$REDIS_PORT/0" RTPENGINE_HOST="127.0.0.1:$NG_PORT" \
-    SIP_HOST="$PBX_IP" SIP_PORT="$SIP_PORT" LOGLEVEL="${LOGLEVEL:-info}" \
+    SIP_HOST="$PBX_IP" SIP_PORT="$SIP_PORT" LOGLEVEL="${LOGLEVEL:-info}" WEBPORT="$WEBPORT" \
     NONCE_SECRET="${NONCE_SECRET:-example-only-$(hostname)}" \
     .venv/bin/dragonpbx run &
 pids+=($!)
