@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from engine.actions.media import caller_sdp, media_session
+from engine.actions.session import session_vars
 from engine.errors import SipError
 from engine.fsm import Outcome, action, declare_events, delay, guard
 from engine.media.codecs import LegCodecs
@@ -115,6 +116,7 @@ async def send_invite(ctx: Any, p: Any) -> None:
         spec.uri, sdp=sdp or None, headers=_headers(ctx, spec), proxy=spec.proxy,
         auth=spec.auth, flow=spec.flow, on_provisional=provisional)
     ctx.vars.client_leg = leg
+    _link_call_ids(ctx, leg.call_id)
 
     async def wait() -> Outcome:
         try:
@@ -127,6 +129,19 @@ async def send_invite(ctx: Any, p: Any) -> None:
 
     # instance scope: the INVITE's outcome still matters after a CANCEL (487 or a crossing 200)
     ctx.start(wait(), done="leg.sip_answered", error="leg.sip_failed", scope="instance")
+
+
+def _link_call_ids(ctx: Any, leg_call_id: str) -> None:
+    """Tie this B leg's Call-ID to the call's: its lines carry both ``call_id`` (the A leg's)
+    and ``leg_call_id``, and the call's summary line lists it under ``legs``."""
+    ctx.vars.leg_call_id = leg_call_id
+    ctx.bind_log(leg_call_id=leg_call_id)
+    call = session_vars(ctx)
+    known = getattr(call, "leg_call_ids", None)
+    if known is None:
+        call.leg_call_ids = known = []
+    if leg_call_id not in known and len(known) < 32:  # bounded: a fork has a few legs
+        known.append(leg_call_id)
 
 
 @delay()

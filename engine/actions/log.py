@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import functools
 import logging
+import string
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -11,11 +13,133 @@ from engine.fsm import action
 from engine.log import get_logger
 from engine.sip.digest import DigestCredentials
 
+# -------------------------------------------------------------------------- log.*
+# A log.* message may name fields of its instance in braces: "call from {from} to {to}".
+# Only the names in TEMPLATE_FIELDS, looked up by the code below: a template can never
+# reach an attribute, an index or a format spec ("{x.__class__}", "{a[0]}", "{x:>99999}"
+# are refused when the machine is loaded, as are unknown names), so a machine file
+# cannot read what it was not given nor make a huge string. "{{" and "}}" are braces.
+
+TEMPLATE_FIELDS: dict[str, str] = {
+    "call_id": "the call's Call-ID (the A leg's, also in a verb, call leg or digest_auth)",
+    "leg_call_id": "a call leg's own (B-leg) Call-ID, once its INVITE is sent",
+    "from": "the caller's user (the request's From)",
+    "to": "the dialled number (the request's To user)",
+    "domain": "the domain the request is for",
+    "trunk": "the trunk the call came from",
+    "source": "the client's address and port",
+    "status": "the current event's SIP status, else the final status sent to the client",
+    "machine": "the machine and its version (name@version)",
+    "state": "the current state",
+    "event": "the event being handled",
+    "instance": "the instance's id",
+}
+MISSING = "-"  # a known field with no value here (no trunk, no status yet)
+
+_Part = tuple[str, str | None]  # literal text, then the field that follows it (or None)
+
+
+@functools.lru_cache(maxsize=256)
+def compile_template(message: str) -> tuple[_Part, ...]:
+    """Parse ``message`` into (text, field) parts; ValueError names what is refused."""
+    try:
+        parsed = list(string.Formatter().parse(message))
+    except ValueError as exc:  # a lone "{" or "}"
+        raise ValueError(f"message {message!r}: {exc} (write {{{{ and }}}} for braces)") \
+            from None
+    parts: list[_Part] = []
+    for text, name, spec, conversion in parsed:
+        if name is None:
+            parts.append((text, None))
+            continue
+        if not name or "." in name or "[" in name or name.isdigit():
+            raise ValueError(f"message {message!r}: {{{name}}} is refused; only plain "
+                             f"field names: {', '.join(TEMPLATE_FIELDS)}")
+        if spec or conversion:
+            raise ValueError(f"message {message!r}: {{{name}}} takes no format spec or "
+                             "conversion")
+        if name not in TEMPLATE_FIELDS:
+            raise ValueError(f"message {message!r}: unknown field {{{name}}}; known: "
+                             f"{', '.join(TEMPLATE_FIELDS)}")
+        parts.append((text, name))
+    return tuple(parts)
+
+
+def _root_vars(ctx: Any) -> Any:
+    """The variables of the instance that owns the call's request (the root ancestor)."""
+    node = ctx
+    for _ in range(16):
+        parent = getattr(node, "parent", None)
+        if parent is None:
+            break
+        node = parent
+    return node.vars
+
+
+def template_value(ctx: Any, name: str) -> Any:
+    """The value of TEMPLATE_FIELDS' ``name`` for instance ``ctx`` (None when it has none)."""
+    if name == "call_id":
+        return ctx.call_id
+    if name == "leg_call_id":
+        return getattr(ctx.vars, "leg_call_id", None)
+    if name == "machine":
+        return ctx.machine.label
+    if name == "state":
+        return ctx.state
+    if name == "event":
+        return ctx.event.name or None
+    if name == "instance":
+        return ctx.id
+    root = _root_vars(ctx)
+    req = getattr(root, "req", None)
+    msg = getattr(req, "message", None)
+    if name == "status":
+        status = ctx.event.get("status")
+        if status is None and req is not None:
+            status = getattr(req, "final_status", None) or getattr(root, "reply_status", None)
+        return status
+    if name == "trunk":
+        trunk = getattr(root, "trunk", None)
+        return getattr(trunk, "display_name", None)
+    if name == "domain":
+        return getattr(root, "domain", None) or (msg.to.uri.host if msg is not None else None)
+    if name == "to":
+        return getattr(root, "dialled", None) or (msg.to.uri.user if msg is not None else None)
+    if name == "from":
+        return msg.from_.uri.user if msg is not None else None
+    if name == "source":
+        src = getattr(req, "source", None)
+        return f"{src.host}:{src.port}" if src is not None else None
+    return None
+
+
+def render(ctx: Any, message: str) -> str:
+    """``message`` with its fields filled in from ``ctx`` (see TEMPLATE_FIELDS)."""
+    parts = compile_template(message)
+    if len(parts) == 1 and parts[0][1] is None:
+        return message  # no fields: the common case costs nothing
+    out: list[str] = []
+    for text, name in parts:
+        out.append(text)
+        if name is not None:
+            try:
+                value = template_value(ctx, name)
+            except Exception:  # a log line never fails its machine over a missing detail
+                value = None
+            out.append(MISSING if value is None or value == "" else str(value))
+    return "".join(out)
+
 
 @dataclass(frozen=True)
 class LogParams:
-    message: str
+    message: str = field(metadata={
+        "doc": "the text; may name instance fields in braces, e.g. 'call from {from} to {to}' "
+               "(call_id, leg_call_id, from, to, domain, trunk, source, status, machine, "
+               "state, event, instance)"})
     fields: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        compile_template(self.message)  # refused fields fail the machine's load (E013)
 
 
 def _fields(ctx: Any, p: LogParams) -> dict[str, Any]:
@@ -26,21 +150,28 @@ def _fields(ctx: Any, p: LogParams) -> dict[str, Any]:
 @action(params=LogParams)
 async def info(ctx: Any, p: LogParams) -> None:
     """Log ``message`` at info level."""
-    ctx.log.info(p.message, **_fields(ctx, p))
+    log = ctx.log
+    if log.is_enabled(logging.INFO):
+        log.info(render(ctx, p.message), **_fields(ctx, p))
 
 
 @action(params=LogParams)
 async def warn(ctx: Any, p: LogParams) -> None:
     """Log ``message`` at warning level."""
-    ctx.log.warning(p.message, **_fields(ctx, p))
+    log = ctx.log
+    if log.is_enabled(logging.WARNING):
+        log.warning(render(ctx, p.message), **_fields(ctx, p))
 
 
 @action(params=LogParams)
 async def error(ctx: Any, p: LogParams) -> None:
     """Log ``message`` at error level, with the error of the current event if any."""
+    log = ctx.log
+    if not log.is_enabled(logging.ERROR):
+        return
     err = ctx.event.get("error")
     extra = {"error": repr(err)} if err is not None else {}
-    ctx.log.error(p.message, **_fields(ctx, p), **extra)
+    log.error(render(ctx, p.message), **_fields(ctx, p), **extra)
 
 
 # -------------------------------------------------------------------------- summaries
@@ -94,6 +225,9 @@ async def summary(ctx: Any, p: SummaryParams) -> None:
     creds = getattr(v, "creds", None)
     if isinstance(creds, DigestCredentials):
         fields["username"] = creds.username
+    legs = getattr(v, "leg_call_ids", None)
+    if legs:
+        fields["legs"] = list(legs)  # the B legs' Call-IDs: grep on either finds the call
     why = getattr(v, "reply_why", None)
     if why and outcome != "challenged":
         fields["why"] = why

@@ -48,6 +48,32 @@ class Outcome:
     data: dict[str, Any] | None = None
 
 
+class _Unset:
+    """``Instance._call_id`` not looked up yet (None is a valid answer: no call)."""
+
+    __slots__ = ()
+
+
+_UNSET = _Unset()
+
+
+def _root_call_id(inst: Instance) -> str | None:
+    """The Call-ID of the request of ``inst``'s root ancestor (its own request failing that).
+    The root's, not the instance's own: a re-INVITE relay's request may be the B leg's."""
+    node: Instance | None = inst
+    for _ in range(16):  # bounded: parents form a short chain (call → verb → leg)
+        if node is None:
+            break
+        if node.parent is None:
+            call_id = getattr(getattr(node.vars, "req", None), "call_id", None)
+            if isinstance(call_id, str):
+                return call_id
+            break
+        node = node.parent
+    own = getattr(getattr(inst.vars, "req", None), "call_id", None)
+    return own if isinstance(own, str) else None
+
+
 class Event:
     __slots__ = ("data", "name")
 
@@ -69,7 +95,7 @@ class Instance:
     """One running flow (a REGISTER, a call leg, a verb, a trunk registration)."""
 
     __slots__ = (
-        "__weakref__", "_acts", "_begun", "_children", "_epoch", "_itasks", "_log",
+        "__weakref__", "_acts", "_begun", "_call_id", "_children", "_epoch", "_itasks", "_log",
         "_on_finish", "_queue", "_running", "_stasks", "_timers", "created", "event",
         "guard_log", "id", "machine", "parent", "result", "runtime", "state", "status", "steps",
         "trace", "vars",
@@ -89,6 +115,7 @@ class Instance:
         self.trace = Trace(machine.label)
         self.created = runtime.clock.time()
         self._log: Logger | None = None
+        self._call_id: str | _Unset | None = _UNSET
         # Working lists reused for every event (cleared, not reallocated): thousands of
         # instances live at once, so per-instance allocations are kept few and lazy.
         self.steps: list[tuple[int, str, Any]] = []
@@ -107,10 +134,27 @@ class Instance:
     # ------------------------------------------------------------------ public API
     @property
     def log(self) -> Logger:
-        """A logger bound to this instance's id (created on first use)."""
+        """A logger bound to this instance's id and its call's ``call_id`` (created on first
+        use, so the Call-ID is looked up once per instance, not once per line)."""
         if self._log is None:
-            self._log = _log.bind(instance=self.id)
+            call_id = self.call_id
+            self._log = (_log.bind(instance=self.id, call_id=call_id) if call_id is not None
+                         else _log.bind(instance=self.id))
         return self._log
+
+    def bind_log(self, **fields: Any) -> None:
+        """Add ``fields`` to every later line of this instance (a B leg's ``leg_call_id``)."""
+        self._log = self.log.bind(**fields)
+
+    @property
+    def call_id(self) -> str | None:
+        """The Call-ID of the call (or REGISTER) this instance belongs to: the request of the
+        root instance — a verb, a call leg or digest_auth answers with its caller's Call-ID,
+        so every line about one call greps together. None for an instance of no request (a
+        trunk registration). Found once and remembered."""
+        if isinstance(self._call_id, _Unset):
+            self._call_id = _root_call_id(self)
+        return self._call_id
 
     @property
     def services(self) -> Any:

@@ -203,5 +203,86 @@ def test_cancelled_call_leaves_one_summary(pbx: Pbx, webhooks: WebhookServer,
     assert bob.wait(20).rc == 0
     (call_id,) = call_ids(result.messages)
     lines = lines_about(pbx, call_id)
-    assert [(ln["msg"], ln["outcome"], ln["status"], ln["to"]) for ln in lines] == [
+    summaries = [ln for ln in lines if ln["logger"] == "engine.summary"]
+    assert [(ln["msg"], ln["outcome"], ln["status"], ln["to"]) for ln in summaries] == [
         ("call summary", "cancelled", 487, "1002")], lines
+    assert all(ln["call_id"] == call_id for ln in lines), lines
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "known defect outside logging: after the caller's CANCEL the call_leg stays in "
+    "'cancelling' (its CANCELled INVITE's 487 never ends it), so inbound_call waits 10 s in "
+    "'aborting' and warns 'verb did not stop within 10s after the caller left'; the "
+    "warning became visible here once instance lines carried call_id"))
+def test_cancelled_call_ends_without_warnings(pbx: Pbx, webhooks: WebhookServer,
+                                              servers: list[SippServer]) -> None:
+    bob_port = free_udp_port()
+    register(pbx, "bob", "secret", 200, port=bob_port)
+    register(pbx, "alice", "secret", 200)
+    bob = start_sipp(scenario("call_uas_silent"), port=bob_port, media=True, timeout=60,
+                     extra=["-m", "1"])
+    servers.append(bob)
+    webhooks.reply("/call", json=[{"verb": "connect",
+                                   "dest": {"type": "client", "address": "bob"}}])
+    webhooks.reply("/status", json={"ok": True})
+    result = run_sipp(scenario("call_uac_cancel"), pbx.address, media=True, timeout=45,
+                      keys={"domain": DOMAIN, "caller": "alice"},
+                      extra=["-s", "1002", "-au", "alice", "-ap", "secret", "-m", "1",
+                             "-d", "1000"])
+    assert result.rc == 0, result.explain()
+    (call_id,) = call_ids(result.messages)
+    lines = lines_about(pbx, call_id)
+    assert [ln["msg"] for ln in lines] == ["call summary"], lines
+    assert lines[0]["ms"] < 5000, lines
+
+
+def test_debug_lines_of_a_call_carry_the_a_leg_call_id_and_b_lines_both(
+        pbx_factory: Callable[..., Pbx], webhook_server: WebhookServer, webhooks: WebhookServer,
+        servers: list[SippServer]) -> None:
+    """At LOGLEVEL=debug every line a machine instance of the call writes (transitions of
+    inbound_call, digest_auth, the connect verb and the call leg) carries the caller's
+    Call-ID; the B leg's lines carry its own Call-ID too, and the summary lists it."""
+    debug_pbx = pbx_factory(config(webhook_server), LOGLEVEL="debug")
+    bob_port = free_udp_port()
+    for user, port in (("bob", bob_port), ("alice", None)):
+        (reg_id,) = call_ids(register(debug_pbx, user, "secret", 200, port=port).messages)
+        lines_about(debug_pbx, reg_id)  # its last lines are written
+    before = len(debug_pbx.log_lines())
+    bob = start_sipp(scenario("call_uas"), port=bob_port, media=True, timeout=60,
+                     extra=["-rtp_echo", "-m", "1", "-d", "300"])
+    servers.append(bob)
+    webhooks.reply("/call", json=[{"verb": "connect",
+                                   "dest": {"type": "client", "address": "bob"}}])
+    webhooks.reply("/status", json={"ok": True})
+    result = run_sipp(scenario("call_uac"), debug_pbx.address, media=True, timeout=45,
+                      keys={"domain": DOMAIN, "caller": "alice"},
+                      extra=["-s", "1001", "-au", "alice", "-ap", "secret", "-m", "1",
+                             "-d", "500"])
+    assert result.rc == 0, result.explain()
+    assert bob.wait(20).rc == 0
+    (a_leg,) = call_ids(result.messages)
+    (b_leg,) = call_ids(bob.messages)
+    assert a_leg != b_leg
+    end = time.monotonic() + 20
+    while time.monotonic() < end and not [
+            ln for ln in debug_pbx.log_lines()[before:]
+            if ln.get("msg") == "call summary" and ln.get("outcome") == "completed"]:
+        time.sleep(0.1)
+    time.sleep(0.5)  # the lines that follow the summary (the last transitions)
+    lines = debug_pbx.log_lines()[before:]
+    of_instances = [ln for ln in lines if "instance" in ln]
+    machines = {ln["machine"].split("@")[0] for ln in of_instances if "machine" in ln}
+    assert {"inbound_call", "digest_auth", "verb_connect", "call_leg"} <= machines, machines
+    assert [ln for ln in of_instances if ln.get("call_id") != a_leg] == []
+    leg_lines = [ln for ln in of_instances if ln.get("machine", "").startswith("call_leg@")]
+    with_b = [ln for ln in leg_lines if "leg_call_id" in ln]
+    assert len(with_b) >= 3, leg_lines  # ringing, answered, hung up…
+    assert {ln["leg_call_id"] for ln in with_b} == {b_leg}
+    assert leg_lines[-1] in with_b  # from the INVITE on, every leg line names the B leg
+    summaries = [ln for ln in lines if ln.get("msg") == "call summary"]
+    assert [(ln["level"], ln.get("outcome")) for ln in summaries] == [
+        ("debug", "challenged"), ("info", "completed")], summaries
+    summary = summaries[-1]
+    assert summary["call_id"] == a_leg and summary["legs"] == [b_leg]
+    # grep on either Call-ID finds the call's summary
+    assert summary in [ln for ln in lines if b_leg in str(ln)]
