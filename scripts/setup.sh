@@ -7,7 +7,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 
 PKGS="python3 python3-venv python3-dev gcc rtpengine-daemon rtpengine-utils sip-tester
-      redis-server postgresql sox libsox-fmt-mp3 ffmpeg graphviz tcpdump
+      redis-server postgresql sox libsox-fmt-mp3 ffmpeg graphviz tcpdump util-linux
       libboost-thread1.74.0 libboost-log1.74.0 libboost-filesystem1.74.0 libgoogle-perftools4
       libcurl4 libssl3 zlib1g
       chromium fonts-liberation"
