@@ -258,6 +258,12 @@ def test_killed_redis_is_noticed_refused_promptly_and_recovers(
     assert_unavailable_then_recovers(healthy, mark, own_redis.start)
 
 
+def answered(webhooks: WebhookServer) -> int:
+    """How many ``connect:answered`` StatusHook events the webhook server has seen."""
+    return sum(1 for r in webhooks.requests("/status")
+               if str(r.json.get("event", "")).strip() == "connect:answered")
+
+
 def test_options_503_while_draining(tmp_path_factory: pytest.TempPathFactory,
                                     own_redis: OwnRedis, rtpengine_server: Any,
                                     webhooks: WebhookServer) -> None:
@@ -284,9 +290,12 @@ def test_options_503_while_draining(tmp_path_factory: pytest.TempPathFactory,
                 extra=["-s", "1001", "-au", "alice", "-ap", "secret", "-m", "1",
                        "-d", "5000"])
 
+        answered_before = answered(webhooks)
         thread = threading.Thread(target=live_call)
         thread.start()
-        time.sleep(2.5)  # the call is up
+        # the call is up (a fixed sleep raced a slow start of SIPp on a loaded machine:
+        # the daemon then drained no call and had exited before the OPTIONS)
+        wait_until(lambda: answered(webhooks) > answered_before, 20, "the call answered")
         pbx.signal(signal.SIGTERM)
         pbx.wait_log('"msg": "draining"')
         reply = options(pbx)
