@@ -188,6 +188,13 @@ class ClientLeg(Protocol):
     @property
     def from_tag(self) -> str: ...
 
+    @property
+    def responded(self) -> bool:
+        """Whether any response (a 100 Trying included) came for this INVITE. Before one,
+        a CANCEL cannot be sent (RFC 3261 §9.1): the stack holds it until a provisional
+        response arrives, or ends the INVITE with its timeout."""
+        ...
+
     async def cancel(self, *, headers: Headers = ()) -> None:
         """CANCEL if still pending; if it already answered, the answer is BYE'd."""
         ...

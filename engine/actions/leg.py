@@ -170,6 +170,15 @@ async def report_answered(ctx: Any, p: Any) -> None:
     ctx.parent.post("leg.answered", {"index": _spec(ctx).index})
 
 
+@guard()
+def callee_silent(ctx: Any, p: Any) -> bool:
+    """Nothing answered this leg's INVITE yet, not even 100 Trying: its CANCEL must wait in
+    the stack for a provisional response (RFC 3261 §9.1), possibly until the INVITE times
+    out. The stack still sends it then, and hangs up a 200 that crosses it."""
+    leg = getattr(ctx.vars, "client_leg", None)
+    return leg is not None and not leg.responded
+
+
 @action()
 async def cancel_invite(ctx: Any, p: Any) -> None:
     """CANCEL the pending INVITE (a 200 that crosses it arrives as leg.sip_answered)."""

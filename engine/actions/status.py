@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from engine.errors import SipError
 from engine.fsm import action
 from engine.hooks.payloads import UNSET
 
@@ -21,6 +22,10 @@ def session_of(ctx: Any) -> Any:
 class SendParams:
     event: str = field(metadata={"doc": "event name, e.g. connect:answered"})
     endedby: Literal["A", "B"] | None = None
+    status: int | None = field(default=None, metadata={
+        "doc": "with reason: the event's error when the machine itself ended the attempt "
+               "(no SIP response carries one)"})
+    reason: str | None = None
 
 
 def _extra(ctx: Any, p: SendParams) -> dict[str, Any]:
@@ -39,6 +44,8 @@ def _extra(ctx: Any, p: SendParams) -> dict[str, Any]:
         out["req"] = {"method": req.method, "headers": req.message.headers, "body": req.body}
     if p.endedby is not None:
         out["endedby"] = p.endedby
+    if p.status is not None and "error" not in out:
+        out["error"] = SipError(p.status, p.reason or "")
     if p.event.startswith("pause:") and hasattr(v, "verb"):
         out["duration"] = v.verb.duration
     if p.event == "playback:complete" and getattr(v, "duration_ms", None) is not None:

@@ -288,6 +288,7 @@ class DrachtioClientLeg:
         self.cancel_headers: list[tuple[str, str]] = []
         self._cancel: asyncio.Task[bool] | None = None
         self.final_status: int | None = None
+        self.responded = False  # engine.ports.ClientLeg.responded
         self.dialog: Any = None
         self._result: asyncio.Future[Any] = port.loop.create_future()
         self._result.add_done_callback(_retrieve)
@@ -338,6 +339,7 @@ class DrachtioClientLeg:
             self._cancel = self.port.spawn(self._send_cancel(), "CANCEL")
 
     def _provisional(self, frame: SipFrame) -> None:
+        self.responded = True
         if self.on_provisional is None or (frame.message.status or 0) <= 100:
             return
         response = parse_response(frame)

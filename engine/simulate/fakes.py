@@ -173,6 +173,8 @@ class FakeClientLeg:
         self.uri = uri
         self.call_id = call_id
         self.from_tag = "sim-from"
+        # a scripted leg that is "silent" sends not even 100 Trying (a CANCEL must wait)
+        self.responded = not outcome.get("silent", False)
         self._outcome = outcome
         self._on_provisional = on_provisional
         self._cancelled = asyncio.get_running_loop().create_future()

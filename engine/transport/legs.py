@@ -91,6 +91,7 @@ class EmbeddedClientLeg:
         self.dialog: EmbeddedDialog | None = None
         self._cancel: list[tuple[str, str]] | None = None
         self._retried = False
+        self.responded = False  # engine.ports.ClientLeg.responded
         given = {header_key(n): v for n, v in items}
         self._call_id = given.get("call-id") or port.ids.call_id()
         tag = None
@@ -190,6 +191,7 @@ class EmbeddedClientLeg:
     def on_response(self, tx: int, response: Response, retransmission: bool) -> None:
         if tx != self.tx:
             return  # the transaction before an authenticated retry
+        self.responded = True
         status = response.status
         if status < 200:
             if status > 100 and self.on_provisional is not None and not self._future.done():

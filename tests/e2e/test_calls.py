@@ -20,6 +20,7 @@ import redis
 
 from engine.rtpengine.ng import decode_message, encode_message
 from tests.fixtures.daemon import Pbx
+from tests.fixtures.procs import wait_until
 from tests.fixtures.sipp import (
     SippResult,
     SippServer,
@@ -313,8 +314,33 @@ def test_caller_cancel_while_ringing(pbx: Pbx, webhooks: WebhookServer,
     script(webhooks, [{"verb": "connect", "dest": {"type": "client", "address": "carol"}}])
     result = call(pbx, "1009", "call_uac_cancel", hold_ms=1500)
     assert result.rc == 0, result.explain()
-    assert carol.wait(20).rc == 0  # carol got the CANCEL
+    got = carol.wait(20)
+    assert got.rc == 0, got.explain()
+    assert "CANCEL sip:" in got.messages  # carol got the CANCEL
     assert_clean(pbx)
+
+
+def test_caller_cancel_before_the_callee_answers_anything(
+        pbx: Pbx, webhooks: WebhookServer, servers: list[SippServer]) -> None:
+    """A callee that answers nothing, not even 100 Trying, cannot be CANCELled yet (RFC 3261
+    §9.1: the stack keeps the CANCEL until a provisional response, or the INVITE times out
+    after 32 s). The caller's CANCEL still ends the call at once: the leg is given up
+    (``connect:error`` 487, then ``connect:complete``) without waiting for the INVITE."""
+    carol = callee(servers, pbx, "carol", "call_uas_mute")
+    script(webhooks, [{"verb": "connect", "dest": {"type": "client", "address": "carol"}}])
+    before = len(events(webhooks))
+    started = time.monotonic()
+    result = call(pbx, "1011", "call_uac_cancel", hold_ms=1500)
+    assert result.rc == 0, result.explain()
+    wait_until(lambda: "connect:complete" in events(webhooks)[before:], 5,
+               "connect:complete within 5 s of the CANCEL")
+    assert time.monotonic() - started < 10  # not the 10 s "verb did not stop" fallback
+    error = next(r.json for r in webhooks.requests("/status")[before:]
+                 if r.json["event"].strip() == "connect:error")
+    assert error["error"]["status"] == 487, error
+    assert_clean(pbx)
+    if pbx.backend == "embedded":  # drachtio-server sends CANCELs by its own rules
+        assert "CANCEL sip:" not in carol.wait(20).messages
 
 
 def test_announce_is_early_media(pbx: Pbx, webhooks: WebhookServer) -> None:

@@ -209,11 +209,6 @@ def test_cancelled_call_leaves_one_summary(pbx: Pbx, webhooks: WebhookServer,
     assert all(ln["call_id"] == call_id for ln in lines), lines
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "known defect outside logging: after the caller's CANCEL the call_leg stays in "
-    "'cancelling' (its CANCELled INVITE's 487 never ends it), so inbound_call waits 10 s in "
-    "'aborting' and warns 'verb did not stop within 10s after the caller left'; the "
-    "warning became visible here once instance lines carried call_id"))
 def test_cancelled_call_ends_without_warnings(pbx: Pbx, webhooks: WebhookServer,
                                               servers: list[SippServer]) -> None:
     bob_port = free_udp_port()
