@@ -205,9 +205,11 @@ class MachinesComponent(Component):
     name = "machines"
 
     def __init__(self, services: Services):
-        import engine.actions  # noqa: F401 - registers the shipped actions
         from engine.fsm.loader import MachineLibrary
         from engine.fsm.runtime import Runtime
+        from engine.vocabulary import load_vocabulary
+
+        load_vocabulary()
 
         self.library = MachineLibrary(services.settings.machines_path)
         self.runtime = services.runtime = Runtime(self.library, services, services.clock,
