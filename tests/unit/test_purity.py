@@ -21,7 +21,8 @@ PURE_CORES = {
     "codec and media command building": "engine.media.codecs, engine.media.commands",
     "store codecs": "engine.store.codec",
     "CallScript validation and webhook payloads":
-        "engine.hooks.callscript, engine.hooks.payloads, engine.hooks.templates",
+        "engine.hooks.callscript, engine.hooks.verbs, engine.hooks.payloads, "
+        "engine.hooks.templates, engine.hooks.template_helpers",
     "configuration model and validation": "engine.config.model, engine.config.validate",
 }
 
