@@ -6,6 +6,7 @@ on both backends (``sip_backend``)."""
 
 from __future__ import annotations
 
+import re
 import urllib.request
 from collections.abc import Callable
 from typing import Any
@@ -35,8 +36,9 @@ Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 @pytest.fixture(scope="module")
 def pbx(pbx_factory: Callable[..., Pbx], webhook_server: WebhookServer,
         sip_backend: str) -> Pbx:
+    # debug: a failed B leg's line ("INVITE failed") is a debug line on both backends
     return pbx_factory(config(webhook_server), backend=sip_backend, WEBPORT="auto",
-                       API_TOKEN="parity-token")
+                       API_TOKEN="parity-token", LOGLEVEL="debug")
 
 
 @pytest.fixture
@@ -129,4 +131,35 @@ def test_cancel_is_counted_with_the_487(pbx: Pbx, webhooks: WebhookServer,
     assert requests(before, after, "CANCEL") == 1
     assert responses(before, after, "CANCEL", "2xx") == 1
     assert responses(before, after, "INVITE", "4xx") == 2  # the 401 and the 487
+    assert_clean(pbx)
+
+
+def test_b_leg_lines_carry_the_call_id_and_the_leg_call_id(
+        pbx: Pbx, webhooks: WebhookServer, servers: list[SippServer]) -> None:
+    carol = callee(servers, pbx, "carol", "call_uas_reject")  # 486 to our B leg
+    script(webhooks, [{"verb": "connect", "dest": {"type": "client", "address": "carol"}},
+                      {"verb": "response", "code": 486}])
+    result = call(pbx, "1003", "call_uac_expect", code=486)
+    assert result.rc == 0, result.explain()
+    assert carol.wait(20).rc == 0
+    a_call_id = re.search(r"^Call-ID: *(\S+)", result.messages, re.M).group(1)
+    b_call_id = re.search(r"^Call-ID: *(\S+)", carol.messages, re.M).group(1)
+    assert a_call_id != b_call_id
+
+    def failed_leg_line() -> dict[str, Any] | None:
+        return next((line for line in pbx.log_lines()
+                     if line.get("msg") == "INVITE failed"
+                     and line.get("leg_call_id") == b_call_id), None)
+
+    wait_until(lambda: failed_leg_line() is not None, 5, "the SIP layer's INVITE failed line")
+    line = failed_leg_line()
+    assert line is not None
+    assert line["call_id"] == a_call_id, line
+    assert line["status"] == 486, line
+    # the machine lines about the leg use the same two fields
+    machine = [x for x in pbx.log_lines() if x.get("leg_call_id") == b_call_id
+               and x.get("logger", "").startswith("engine.fsm")]
+    assert machine and all(x["call_id"] == a_call_id for x in machine), machine
+    # no SIP-layer line names the B leg's Call-ID as the call's
+    assert not [x for x in pbx.log_lines() if x.get("call_id") == b_call_id]
     assert_clean(pbx)
