@@ -1,8 +1,9 @@
-"""What operators see is the same on both SIP backends (issue 13 items 5 and 9): the
-SIP request/response counters of ``/metrics`` move with traffic through drachtio as
-through the embedded stack, and the SIP layer's lines about a B leg carry the call's
-(A leg's) Call-ID in ``call_id`` and the leg's own in ``leg_call_id``. Every test runs
-on both backends (``sip_backend``)."""
+"""The same behaviour on both SIP backends: the SIP request/response counters of
+``/metrics`` move with traffic through drachtio as through the embedded stack (issue
+13 item 5); the SIP layer's lines about a B leg carry the call's (A leg's) Call-ID in
+``call_id`` and the leg's own in ``leg_call_id`` (issue 13 item 9); a carrier that
+challenges our BYE gets it again with the trunk's credentials (issue 12). Every test
+runs on both backends (``sip_backend``)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.e2e.test_calls import (
+    DOMAIN,
     assert_clean,
     call,
     callee,
@@ -25,7 +27,7 @@ from tests.e2e.test_calls import (
 )
 from tests.fixtures.daemon import Pbx
 from tests.fixtures.procs import wait_until
-from tests.fixtures.sipp import SippServer, free_udp_port
+from tests.fixtures.sipp import SippServer, free_udp_port, scenario, start_sipp
 from tests.fixtures.webhooks import WebhookServer
 
 pytestmark = [pytest.mark.e2e]
@@ -33,11 +35,23 @@ pytestmark = [pytest.mark.e2e]
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 
+CARRIER_PORT = free_udp_port()
+
+
+def parity_config(hooks: WebhookServer) -> dict[str, Any]:
+    cfg = config(hooks)
+    cfg["domains"][DOMAIN]["trunks"] = [
+        {"id": 1, "name": "carrier", "inbound": ["127.0.0.2/32"], "register": False,
+         "outbound": {"host": f"127.0.0.1:{CARRIER_PORT}", "username": "trunkuser",
+                      "password": "trunkpass"}}]
+    return cfg
+
+
 @pytest.fixture(scope="module")
 def pbx(pbx_factory: Callable[..., Pbx], webhook_server: WebhookServer,
         sip_backend: str) -> Pbx:
     # debug: a failed B leg's line ("INVITE failed") is a debug line on both backends
-    return pbx_factory(config(webhook_server), backend=sip_backend, WEBPORT="auto",
+    return pbx_factory(parity_config(webhook_server), backend=sip_backend, WEBPORT="auto",
                        API_TOKEN="parity-token", LOGLEVEL="debug")
 
 
@@ -162,4 +176,26 @@ def test_b_leg_lines_carry_the_call_id_and_the_leg_call_id(
     assert machine and all(x["call_id"] == a_call_id for x in machine), machine
     # no SIP-layer line names the B leg's Call-ID as the call's
     assert not [x for x in pbx.log_lines() if x.get("call_id") == b_call_id]
+    assert_clean(pbx)
+
+
+def test_carrier_challenging_our_bye_gets_the_trunks_credentials(
+        pbx: Pbx, webhooks: WebhookServer, servers: list[SippServer]) -> None:
+    """The caller hangs up a call to a trunk; the carrier answers our BYE with 401 and
+    gets it again with the trunk's credentials (drachtio: through its dialog, with the
+    digest over the remote target it filled in)."""
+    carrier = start_sipp(scenario("uas_bye_challenge"), port=CARRIER_PORT, media=True,
+                         timeout=60, extra=["-rtp_echo", "-m", "1"])
+    servers.append(carrier)
+    script(webhooks, [{"verb": "connect", "dest": {"type": "trunk", "trunk_name": "carrier",
+                                                   "address": "441234567"}}])
+    result = call(pbx, "1004", hold_ms=500)
+    assert result.rc == 0, result.explain()
+    done = carrier.wait(20)
+    assert done.rc == 0, done.explain()
+    byes = [b.split("\n\n")[0] for b in done.messages.split("\nBYE sip:")[1:]]
+    assert len(byes) == 2, done.messages[-3000:]
+    assert "Authorization: Digest" not in byes[0]
+    assert 'Authorization: Digest username="trunkuser"' in byes[1], byes[1]
+    assert "connect:complete" in wait_events(webhooks, "connect:complete")
     assert_clean(pbx)
