@@ -265,8 +265,8 @@ class SipComponent(Component):
             from engine.transport.port import EmbeddedSipPort
 
             self.port = EmbeddedSipPort.from_settings(settings)
-            if services.metrics is not None:  # SIP counters from the embedded endpoint
-                services.metrics.attach_sip(self.port.core)
+        if services.metrics is not None:  # SIP counters: the embedded endpoint, or drachtio's port
+            services.metrics.attach_sip(self.port if self.backend == "drachtio" else self.port.core)
         services.sip = self.port
         self.dispatcher = services.dispatcher = SipDispatcher(services.runtime, self.port,
                                                               health=services.health)

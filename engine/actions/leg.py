@@ -116,6 +116,7 @@ async def send_invite(ctx: Any, p: Any) -> None:
         spec.uri, sdp=sdp or None, headers=_headers(ctx, spec), proxy=spec.proxy,
         auth=spec.auth, flow=spec.flow, on_provisional=provisional)
     ctx.vars.client_leg = leg
+    leg.a_call_id = ctx.call_id  # the SIP layer's lines about this leg name the call too
     _link_call_ids(ctx, leg.call_id)
 
     async def wait() -> Outcome:

@@ -52,7 +52,9 @@ def ack_and_bye(port: EmbeddedSipPort, request: SipRequest | None, response: Res
         if request is None:
             contacts = response.contacts
             if not contacts:
-                log.info("unwanted 2xx without Contact: cannot ACK", call_id=response.call_id)
+                # the leg's own Call-ID: a stray 2xx belongs to no call we know
+                log.info("unwanted 2xx without Contact: cannot ACK",
+                         leg_call_id=response.call_id)
                 return
             request = SipRequest("INVITE", contacts[0].uri_text)
             request.headers = [("From", response.header("from") or ""),
@@ -61,7 +63,7 @@ def ack_and_bye(port: EmbeddedSipPort, request: SipRequest | None, response: Res
                                ("CSeq", f"{response.cseq.seq} INVITE")]
         sd = SipDialog.from_uac(request, response)
     except SipParseError as exc:
-        log.info("unwanted 2xx not ACKed", call_id=response.call_id, error=exc.reason)
+        log.info("unwanted 2xx not ACKed", leg_call_id=response.call_id, error=exc.reason)
         return
     dialog = EmbeddedDialog(port, sd, peer=dest, flow=flow, transport=transport)
     dialog.invite_tx = invite_tx
@@ -92,6 +94,9 @@ class EmbeddedClientLeg:
         self._cancel: list[tuple[str, str]] | None = None
         self._retried = False
         self.responded = False  # engine.ports.ClientLeg.responded
+        # the call's (A leg's) Call-ID, set by the action that sent this leg: log lines
+        # carry it as ``call_id`` (as machine lines do), this leg's own as ``leg_call_id``
+        self.a_call_id: str | None = None
         given = {header_key(n): v for n, v in items}
         self._call_id = given.get("call-id") or port.ids.call_id()
         tag = None
@@ -104,6 +109,10 @@ class EmbeddedClientLeg:
 
     def __repr__(self) -> str:
         return f"<EmbeddedClientLeg {self.uri} call_id={self._call_id}>"
+
+    def _ids(self) -> dict[str, str]:
+        """Log fields: the call's Call-ID and this leg's."""
+        return {"call_id": self.a_call_id or self._call_id, "leg_call_id": self._call_id}
 
     # ------------------------------------------------------------------ ports.ClientLeg
 
@@ -138,7 +147,7 @@ class EmbeddedClientLeg:
         try:
             effects = self.port.core.cancel(self.tx, headers=self._cancel)
         except Exception as exc:  # the transaction is already gone
-            log.debug("CANCEL not sent", call_id=self._call_id, error=str(exc))
+            log.debug("CANCEL not sent", **self._ids(), error=str(exc))
             return
         self.port.driver.run(effects)
 
@@ -181,8 +190,7 @@ class EmbeddedClientLeg:
 
     def _fail(self, exc: SipError) -> None:
         if not self._future.done():
-            log.debug("INVITE failed", call_id=self._call_id, status=exc.status,
-                      reason=exc.reason)
+            log.debug("INVITE failed", **self._ids(), status=exc.status, reason=exc.reason)
             self.on_provisional = None  # see on_response
             self._future.set_exception(exc)
 
