@@ -65,7 +65,8 @@ _transitions_log = transitions_core._LOGGER
 
 
 def quiet_transitions_logging(quiet: bool) -> None:
-    transitions_core._LOGGER = _QuietLog() if quiet else _transitions_log
+    # the stub types _LOGGER as Logger; _QuietLog answers every Logger call it gets
+    transitions_core._LOGGER = _QuietLog() if quiet else _transitions_log  # type: ignore[assignment]
 
 
 quiet_transitions_logging(True)
@@ -78,7 +79,9 @@ class _GraphMachine(Machine):
         # No convenience methods, no O(n) model list: the runtime owns instances.
         if model is None or model == []:
             return
-        self.set_state(initial if initial is not None else self.initial, model)
+        state = initial if initial is not None else self.initial
+        assert state is not None  # CompiledMachine always names its initial state
+        self.set_state(state, model)
 
     def remove_model(self, model: Any) -> None:
         return None
@@ -189,8 +192,10 @@ class CompiledMachine:
 
     def _add(self, t: TransitionDef, source: str, registry: Registry,
              bound: dict[Path, Any]) -> None:
-        conditions = [_guard_callable(_bind(g, registry, bound), g.negate) for g in t.guards]
-        before = []
+        # typed as add_transition takes them (the list type is invariant)
+        conditions: list[str | Callable[..., bool | None]] = [
+            _guard_callable(_bind(g, registry, bound), g.negate) for g in t.guards]
+        before: list[str | Callable[..., bool | None]] = []
         if t.actions:
             before.append(_step(DO, "do", tuple(_bind(a, registry, bound) for a in t.actions)))
         self._machine.add_transition(
