@@ -53,10 +53,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
                 errors += 1
             names[result.definition.name] = str(path)
         if result.ok and args.verbose:
-            d = result.definition
-            assert d is not None
-            print(f"ok {path}: {d.name}@{d.version} ({len(d.states)} states, "
-                  f"{len(d.all_transitions())} transitions)")
+            machine = result.definition
+            assert machine is not None
+            print(f"ok {path}: {machine.name}@{machine.version} ({len(machine.states)} states, "
+                  f"{len(machine.all_transitions())} transitions)")
     print(f"{len(files)} file(s): {errors} error(s), {warnings} warning(s)",
           file=sys.stderr)
     return 1 if errors else 0

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import functools
 import random
 import socket
 from collections.abc import Callable, Iterable, Sequence
@@ -441,7 +442,7 @@ class DrachtioClient:
                 raise _SetupFailed(f"malformed authenticate answer from {where}: {exc}") \
                     from None
             self._set_state(ClientState.ROUTING)
-            routes = [self._call(conn, lambda mid, v=verb: build_route(mid, v), "route",
+            routes = [self._call(conn, functools.partial(build_route, verb=verb), "route",
                                  self.connect_timeout) for verb in self.verbs]
             for verb, answers in zip(self.verbs, await asyncio.gather(*routes), strict=True):
                 if not answers[-1].ok:

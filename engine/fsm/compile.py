@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from transitions import Machine, State
 
@@ -53,12 +53,13 @@ class _State(State):
     CPU. The library's remaining calls (six ``debug`` per transition) are level checks
     only: ``engine.log.configure`` puts the ``transitions`` logger at WARNING."""
 
+    # the stub types the lists as names or callables; we only ever add callables
     def enter(self, event_data: Any) -> None:
-        for func in self.on_enter:
+        for func in cast("list[Callable[[Any], None]]", self.on_enter):
             func(event_data)
 
     def exit(self, event_data: Any) -> None:
-        for func in self.on_exit:
+        for func in cast("list[Callable[[Any], None]]", self.on_exit):
             func(event_data)
 
 
@@ -71,7 +72,9 @@ class _GraphMachine(Machine):
         # No convenience methods, no O(n) model list: the runtime owns instances.
         if model is None or model == []:
             return
-        self.set_state(initial if initial is not None else self.initial, model)
+        state = initial if initial is not None else self.initial
+        assert state is not None  # CompiledMachine always names its initial state
+        self.set_state(state, model)
 
     def remove_model(self, model: Any) -> None:
         return None
@@ -182,8 +185,10 @@ class CompiledMachine:
 
     def _add(self, t: TransitionDef, source: str, registry: Registry,
              bound: dict[Path, Any]) -> None:
-        conditions = [_guard_callable(_bind(g, registry, bound), g.negate) for g in t.guards]
-        before = []
+        # typed as add_transition takes them (the list type is invariant)
+        conditions: list[str | Callable[..., bool | None]] = [
+            _guard_callable(_bind(g, registry, bound), g.negate) for g in t.guards]
+        before: list[str | Callable[..., bool | None]] = []
         if t.actions:
             before.append(_step(DO, "do", tuple(_bind(a, registry, bound) for a in t.actions)))
         self._machine.add_transition(

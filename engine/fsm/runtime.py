@@ -20,7 +20,7 @@ import itertools
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from operator import itemgetter
 from types import SimpleNamespace
@@ -199,7 +199,7 @@ class Instance:
         """For actions: cause ``event`` on this instance after the current step."""
         self.post(event, data or None)
 
-    def start(self, work: Coroutine[Any, Any, Any] | Awaitable[Any], *, done: str,
+    def start(self, work: Coroutine[Any, Any, Any], *, done: str,
               error: str, scope: str = "state") -> asyncio.Task[Any]:
         """Run ``work`` in the background; when it ends post ``done`` (data ``result``),
         or the ``Outcome`` it returned, or ``error`` (data ``error``) if it raised.
@@ -207,7 +207,7 @@ class Instance:
         ``scope="state"`` work is cancelled when the current state is left (its late
         result is ignored); ``scope="instance"`` work lives until the instance ends.
         """
-        task = self.runtime.loop.create_task(work)  # type: ignore[arg-type]
+        task = self.runtime.loop.create_task(work)
         if scope == "state":
             if self._stasks is None:
                 self._stasks = set()

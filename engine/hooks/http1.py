@@ -127,7 +127,7 @@ class _Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.closed = False
         self.last_used = 0.0
-        self._pool = pool
+        self._pool: Http1Pool | _DetachedPool = pool
         self._key = key
         self._parser: httptools.HttpResponseParser | None = None
         self._waiter: asyncio.Future[tuple[int, bytes]] | None = None
@@ -234,7 +234,7 @@ class _Connection(asyncio.Protocol):
         self._reset(cap)
         self._parser = httptools.HttpResponseParser(self)
         self._waiter = waiter = asyncio.get_running_loop().create_future()
-        self.transport.write(data)  # type: ignore[union-attr]
+        self.transport.write(data)
         return waiter
 
     @property

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections import OrderedDict
@@ -102,6 +103,11 @@ class InstanceStatus:
     calls: int  # calls placed on it by this client
     pending: int  # commands in flight
     last_error: str | None
+
+
+def _same(inst: _Instance) -> _Instance:
+    """Protocol factory for an instance that already exists (it is its own protocol)."""
+    return inst
 
 
 class _Instance(asyncio.DatagramProtocol):
@@ -235,7 +241,7 @@ class RtpEngineClient:
         for inst in self._instances:
             try:
                 await loop.create_datagram_endpoint(
-                    lambda inst=inst: inst,
+                    functools.partial(_same, inst),
                     remote_addr=(inst.endpoint.host, inst.endpoint.port))
             except OSError as exc:  # unresolvable host, no route: down, retried by health
                 self._mark_down(inst, f"cannot open socket: {exc}")

@@ -82,7 +82,7 @@ def make_services(config: Mapping[str, Any] | None = None, env: Mapping[str, str
                                    wall_clock=clock.time, random_bytes=counting_bytes()),
         reghook=RegHook(caller, timeout=settings.reghook_timeout),
         callhook=CallHook(caller, timeout=settings.callhook_timeout),
-        templates=CallTemplates(templates_dir or settings.file_path, now=clock.time),
+        templates=CallTemplates(Path(templates_dir or settings.file_path), now=clock.time),
         statushook=RecordingStatusHook(record), media=FakeMedia(outcomes, record),
         sip=FakeSipPort(outcomes, record), abuse=ScriptedAbuse(outcomes) if abuse else None,
         runtime=None, trunks=None,
