@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from engine.errors import SipError, SipTransportError
 from engine.log import get_logger
@@ -28,10 +28,8 @@ from engine.sip.message import SipResponse as Response
 from engine.sip.uri import parse_name_addr
 from engine.transport.dialogs import EmbeddedDialog, sdp_body
 from engine.transport.resolve import Target
+from engine.transport.tu import TransactionUser
 from engine.transport.uac import build_request, choose_target
-
-if TYPE_CHECKING:
-    from engine.transport.port import EmbeddedSipPort
 
 log = get_logger("engine.transport.leg")
 
@@ -42,7 +40,7 @@ def _consume(fut: asyncio.Future[Any]) -> None:
         fut.exception()
 
 
-def ack_and_bye(port: EmbeddedSipPort, request: SipRequest | None, response: Response,
+def ack_and_bye(port: TransactionUser, request: SipRequest | None, response: Response,
                 invite_tx: int | None, dest: Peer | None, flow: str | None, reason: str,
                 transport: str = "udp") -> None:
     """ACK a 2xx we do not want (a second fork, a CANCEL race, a stray one) and
@@ -74,7 +72,7 @@ def ack_and_bye(port: EmbeddedSipPort, request: SipRequest | None, response: Res
 class EmbeddedClientLeg:
     """An outgoing INVITE in progress. Create through :meth:`EmbeddedSipPort.invite`."""
 
-    def __init__(self, port: EmbeddedSipPort, uri: str, *, sdp: bytes | None,
+    def __init__(self, port: TransactionUser, uri: str, *, sdp: bytes | None,
                  items: list[tuple[str, str]], proxy: str | None, auth: Credentials | None,
                  flow: str | None, on_provisional: Callable[[SipResponseView], None] | None):
         self.port = port
@@ -145,11 +143,9 @@ class EmbeddedClientLeg:
             self._fail(SipError(487, "Request Terminated"))
             return
         try:
-            effects = self.port.core.cancel(self.tx, headers=self._cancel)
+            self.port.cancel_request(self.tx, self._cancel)
         except Exception as exc:  # the transaction is already gone
             log.debug("CANCEL not sent", **self._ids(), error=str(exc))
-            return
-        self.port.driver.run(effects)
 
     # ------------------------------------------------------------------ sending
 
@@ -238,9 +234,8 @@ class EmbeddedClientLeg:
             self._fail(SipError(502, f"Bad 2xx: {exc.reason}", response))
             return
         flow = self.flow
-        if flow is None and self.dest.transport == "tcp" and port.driver.tcp is not None:
-            conn = port.driver.tcp.find(self.dest.host, self.dest.port)
-            flow = conn.flow if conn is not None else None  # keep using this connection
+        if flow is None and self.dest.transport == "tcp":
+            flow = port.tcp_flow_to(self.dest.host, self.dest.port)  # keep using it
         dialog = EmbeddedDialog(port, sd, peer=self.dest, flow=flow,
                                 transport=self.dest.transport, auth=self.auth,
                                 local_sdp=self.sdp, remote_sdp=sdp_body(response))

@@ -427,6 +427,27 @@ class EmbeddedSipPort:
         self.driver.run(effects)
         return tx
 
+    def cancel_request(self, tx: int, headers: list[tuple[str, str]]) -> None:
+        """CANCEL our INVITE ``tx`` (the core holds it until a provisional arrives).
+        Raises ``TransactionStateError`` when the transaction is already over."""
+        self.driver.run(self.core.cancel(tx, headers=headers))
+
+    def send_response(self, tx: int, status: int, reason: str | None,
+                      items: list[tuple[str, str]], body: bytes,
+                      content_type: str | None) -> SipResponse:
+        """Send a response on server transaction ``tx``; raises ``TransactionStateError``
+        when its final response already went out."""
+        resp, effects = self.core.respond(tx, status, reason, headers=items, body=body,
+                                          content_type=content_type)
+        self.driver.run(effects)
+        return resp
+
+    def tcp_flow_to(self, host: str, port: int) -> str | None:
+        """The flow of a live TCP connection to ``host:port``, if we have one."""
+        tcp = self.driver.tcp
+        conn = tcp.find(host, port) if tcp is not None else None
+        return conn.flow if conn is not None else None
+
     def send_ack(self, ack: SipRequest, dest: Peer, invite_tx: int | None,
                  flow: str | None) -> None:
         """Send the ACK for a 2xx (a new branch); with ``invite_tx`` the core re-sends
