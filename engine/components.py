@@ -11,8 +11,9 @@ which is what actions see as ``ctx.services``.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine.app import Component
 from engine.clock import LoopClock
@@ -20,34 +21,76 @@ from engine.errors import ConfigError, DefinitionError, MediaError, StoreError
 from engine.health import REDIS, RTPENGINE, SIP, Health, Watcher
 from engine.log import get_logger
 from engine.overload import Overload
+from engine.ports import Clock, MediaPort, SipPort, StateStore
 from engine.settings import Settings
+
+if TYPE_CHECKING:  # the adapters import much; Services only names their types
+    from engine.abuse.guard import AbuseGuard
+    from engine.api.metrics import Metrics
+    from engine.config.source import ConfigSource
+    from engine.dispatch import SipDispatcher
+    from engine.fsm.runtime import Runtime
+    from engine.hooks.callhook import CallHook
+    from engine.hooks.client import HookClient
+    from engine.hooks.reghook import RegHook
+    from engine.hooks.statushook import StatusHook
+    from engine.hooks.templates import CallTemplates
+    from engine.lease import Leases
+    from engine.sip.digest import DigestAuthenticator
+    from engine.trunks import TrunkRegistrations
 
 log = get_logger("engine.components")
 
 
+class _Unwired:
+    """Stands in for a port until its component wires it (components start in dependency
+    order): any use names the port instead of failing later on ``None``."""
+
+    __slots__ = ("_port",)
+
+    def __init__(self, port: str) -> None:
+        self._port = port
+
+    def __getattr__(self, name: str) -> Any:
+        raise RuntimeError(f"services.{self._port}.{name}: the {self._port} port is not "
+                           "wired (its component is not built yet, or not in this process)")
+
+    def __repr__(self) -> str:
+        return f"<unwired {self._port}>"
+
+
+def _unwired(port: str) -> Callable[[], Any]:
+    return lambda: _Unwired(port)
+
+
 @dataclass
 class Services:
-    """The ports and helpers actions use (``ctx.services``)."""
+    """The ports and helpers actions use (``ctx.services``).
+
+    Ports are typed with their Protocols (``engine.ports``) so an action depends on the
+    interface, not on an adapter; helpers with one implementation keep their class.
+    The optional ones are None while the feature is off (no abuse guard, no trunk
+    registrations or leases outside the daemon, no metrics without the HTTP API)."""
 
     settings: Settings
-    clock: Any = field(default_factory=LoopClock)
-    config: Any = None
-    store: Any = None
-    digest: Any = None
-    hook_client: Any = None
-    reghook: Any = None
-    callhook: Any = None
-    statushook: Any = None
-    templates: Any = None
-    media: Any = None
-    sip: Any = None
-    runtime: Any = None
-    dispatcher: Any = None
-    trunks: Any = None
-    leases: Any = None  # engine.lease.Leases: who keeps each trunk registration
+    clock: Clock = field(default_factory=LoopClock)
+    config: ConfigSource = field(default_factory=_unwired("config"))
+    store: StateStore = field(default_factory=_unwired("store"))
+    digest: DigestAuthenticator = field(default_factory=_unwired("digest"))
+    hook_client: HookClient = field(default_factory=_unwired("hook_client"))
+    reghook: RegHook = field(default_factory=_unwired("reghook"))
+    callhook: CallHook = field(default_factory=_unwired("callhook"))
+    statushook: StatusHook = field(default_factory=_unwired("statushook"))
+    templates: CallTemplates = field(default_factory=_unwired("templates"))
+    media: MediaPort = field(default_factory=_unwired("media"))
+    sip: SipPort = field(default_factory=_unwired("sip"))
+    runtime: Runtime = field(default_factory=_unwired("runtime"))
+    dispatcher: SipDispatcher = field(default_factory=_unwired("dispatcher"))
+    trunks: TrunkRegistrations | None = None
+    leases: Leases | None = None  # who keeps each trunk registration
     health: Health = field(default_factory=Health)
-    abuse: Any = None  # engine.abuse.guard.AbuseGuard
-    metrics: Any = None  # engine.api.metrics.Metrics while the HTTP API is on
+    abuse: AbuseGuard | None = None
+    metrics: Metrics | None = None  # while the HTTP API is on
 
 
 class ConfigComponent(Component):
@@ -205,9 +248,11 @@ class MachinesComponent(Component):
     name = "machines"
 
     def __init__(self, services: Services):
-        import engine.actions  # noqa: F401 - registers the shipped actions
         from engine.fsm.loader import MachineLibrary
         from engine.fsm.runtime import Runtime
+        from engine.vocabulary import load_vocabulary
+
+        load_vocabulary()
 
         self.library = MachineLibrary(services.settings.machines_path)
         self.runtime = services.runtime = Runtime(self.library, services, services.clock,

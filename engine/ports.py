@@ -64,7 +64,7 @@ class SipMessageView(Protocol):
         ...
 
 
-class SipResponse(SipMessageView, Protocol):
+class SipResponseView(SipMessageView, Protocol):
     @property
     def status(self) -> int: ...
 
@@ -105,14 +105,14 @@ class Dialog(Protocol):
         """Send BYE and wait for its final response (or time-out); never raises on failure."""
         ...
 
-    async def reinvite(self, *, sdp: bytes | None, headers: Headers = ()) -> SipResponse:
+    async def reinvite(self, *, sdp: bytes | None, headers: Headers = ()) -> SipResponseView:
         """Send a re-INVITE, ACK a 2xx, return the final response."""
         ...
 
     async def request(
         self, method: str, *, headers: Headers = (), body: bytes = b"",
         content_type: str | None = None,
-    ) -> SipResponse:
+    ) -> SipResponseView:
         """Any in-dialog request (INFO, REFER, NOTIFY, UPDATE, OPTIONS, MESSAGE)."""
         ...
 
@@ -225,7 +225,7 @@ class SipPort(Protocol):
         self, uri: str, method: str, *, headers: Headers = (), body: bytes = b"",
         content_type: str | None = None, proxy: str | None = None,
         auth: Credentials | None = None, flow: str | None = None,
-    ) -> SipResponse:
+    ) -> SipResponseView:
         """Send a non-INVITE request outside a dialog and return its final response
         (a local 408 on timeout). With ``auth`` a 401/407 is answered once automatically;
         without it the challenge is returned to the caller."""
@@ -234,7 +234,7 @@ class SipPort(Protocol):
     def invite(
         self, uri: str, *, sdp: bytes | None, headers: Headers = (), proxy: str | None = None,
         auth: Credentials | None = None, flow: str | None = None,
-        on_provisional: Callable[[SipResponse], None] | None = None,
+        on_provisional: Callable[[SipResponseView], None] | None = None,
     ) -> ClientLeg:
         """Start an INVITE client leg; 1xx (except 100) go to ``on_provisional``."""
         ...

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import secrets
 import uuid
@@ -79,6 +80,12 @@ def desired_registrations(snapshot: Any) -> dict[tuple[str, str], Desired]:
                 d = Desired(domain, trunk, target)
                 out[d.key] = d
     return out
+
+
+def _settle(fut: asyncio.Future[None], _inst: Instance) -> None:
+    """``on_finish`` callback: wake the stopper waiting on ``fut`` (once)."""
+    if not fut.done():
+        fut.set_result(None)
 
 
 class TrunkRegistrations(Component):
@@ -236,8 +243,8 @@ class TrunkRegistrations(Component):
             _, inst = self.running.pop(key)
             if inst.done:
                 continue
-            finished = asyncio.get_running_loop().create_future()
-            inst.on_finish(lambda _i, f=finished: f.done() or f.set_result(None))
+            finished: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            inst.on_finish(functools.partial(_settle, finished))
             inst.post("stop", {"handover": key in (handover or ())})
             waits.append(finished)
         if waits:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from engine.actions._request import domain, from_user
-from engine.config.model import HookClient, PasswordClient
+from engine.config.model import PasswordClient, RegHookClient
 from engine.fsm import guard
 
 
@@ -28,7 +28,7 @@ def domain_known(ctx: Any, p: Any) -> bool:
 @guard()
 def client_has_reghook(ctx: Any, p: Any) -> bool:
     """The first client whose username glob matches the user authenticates by RegHook."""
-    return isinstance(client_match(ctx), HookClient)
+    return isinstance(client_match(ctx), RegHookClient)
 
 
 @guard()

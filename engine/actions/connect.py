@@ -5,6 +5,7 @@ and early media, bridging the winner, and mid-call relays.
 
 from __future__ import annotations
 
+import functools
 import secrets
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -53,18 +54,19 @@ async def _resolve_one(ctx: Any, index: int, dest: Any) -> LegSpec:
     caller = sv.req.message.from_
     caller_id = verb.caller_id or caller.uri.user or "anonymous"
     caller_name = verb.caller_name or caller_id
-    common = {"index": index, "timeout": float(dest.timeout), "headers": tuple(dest.headers),
-              "caller_id": caller_id, "caller_name": caller_name}
+    spec = functools.partial(LegSpec, index=index, timeout=float(dest.timeout),
+                             headers=tuple(dest.headers), caller_id=caller_id,
+                             caller_name=caller_name)
     dom = domain(_session(ctx))
     if dest.type == "client":
         found = await ctx.services.store.get_binding(domain=dom, user=dest.address)
         if found is None:
             raise ValueError(f"client {dest.address} is not registered")
         binding = found[0]
-        return LegSpec(kind="client", uri=binding.contact, dest_text=binding.contact,
+        return spec(kind="client", uri=binding.contact, dest_text=binding.contact,
                        codecs=leg_codecs(binding.codecs, settings.default_codecs),
                        proxy=binding.proxy or None, flow=binding.flow,
-                       extra={"user": dest.address}, **common)
+                       extra={"user": dest.address})
     if dest.type == "trunk":
         config = ctx.services.config
         trunk = (config.get_trunk_by_id(dom, dest.trunk_id) if dest.trunk_id is not None
@@ -75,14 +77,13 @@ async def _resolve_one(ctx: Any, index: int, dest: Any) -> LegSpec:
         ob = trunk.outbound
         auth = Credentials(ob.username, ob.password or "") if ob.username else None
         uri = f"sip:{dest.address}@{ob.host}"
-        return LegSpec(kind="trunk", uri=uri, dest_text=f"{dest.address}@{ob.host}",
-                       codecs=leg_codecs(trunk.codecs, settings.default_codecs), auth=auth,
-                       **common)
+        return spec(kind="trunk", uri=uri, dest_text=f"{dest.address}@{ob.host}",
+                       codecs=leg_codecs(trunk.codecs, settings.default_codecs), auth=auth)
     uri = _schemed(dest.address)
     auth = Credentials(dest.username, dest.password or "") if dest.username else None
-    return LegSpec(kind="sip", uri=uri, dest_text=dest.address,
+    return spec(kind="sip", uri=uri, dest_text=dest.address,
                    codecs=leg_codecs(dest.codecs, settings.default_codecs),
-                   proxy=dest.proxy, auth=auth, **common)
+                   proxy=dest.proxy, auth=auth)
 
 
 @action(emits=RESOLVE_OUTCOMES, outcomes=RESOLVE_OUTCOMES)

@@ -98,7 +98,7 @@ async def ready(request: web.Request) -> web.Response:
     problems = health.problems()
     now = time.monotonic()
     deps = {name: {"up": s["up"], "reason": s["reason"],
-                   "for_secs": round(now - float(s["since"]), 1)}  # type: ignore[arg-type]
+                   "for_secs": round(now - float(s["since"]), 1)}
             for name, s in health.snapshot().items()}
     body = {"ready": not problems, "problems": problems, "dependencies": deps}
     return web.json_response(body, status=503 if problems else 200)

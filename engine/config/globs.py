@@ -369,7 +369,8 @@ def compile_glob(pattern: str) -> Glob:
     nodes = _parse(pattern, pattern)
     stars, singles, literals = _measure(nodes)
     if all(isinstance(n, _Lit) for n in nodes):
-        return Glob(pattern, "".join(n.text for n in nodes), None, 0, 0, literals)
+        text = "".join(n.text for n in nodes if isinstance(n, _Lit))
+        return Glob(pattern, text, None, 0, 0, literals)
     body, _ = _emit(nodes, True)
     try:
         regex = re.compile(body, re.DOTALL)

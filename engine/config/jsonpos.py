@@ -22,7 +22,8 @@ JsonPath = tuple[str | int, ...]
 
 _WS = re.compile(r"[ \t\n\r]*")
 _NUMBER = re.compile(r"(-?(?:0|[1-9]\d*))(\.\d+)?([eE][-+]?\d+)?")
-_scanstring: Callable[..., tuple[str, int]] = json.decoder.scanstring
+# The C scanner is public in practice but absent from typeshed's json.decoder stub.
+_scanstring: Callable[..., tuple[str, int]] = getattr(json.decoder, "scanstring")  # noqa: B009
 MAX_DEPTH = 256
 
 

@@ -126,17 +126,18 @@ def _json_type(value: Any) -> str:
 
 
 def _describe_expected(err: ValidationError) -> str:
+    # the stubs widen validator_value with jsonschema's Unset marker; an error from a
+    # validation always carries the schema keyword's value
+    value: Any = err.validator_value
     if err.validator == "type":
-        types = err.validator_value if isinstance(err.validator_value, list) else [
-            err.validator_value]
+        types: list[str] = value if isinstance(value, list) else [value]
         return " or ".join(_TYPE_WORDS.get(t, t) for t in types)
     if err.validator == "const":
-        return "an empty string" if err.validator_value == "" else json.dumps(
-            err.validator_value)
+        return "an empty string" if value == "" else json.dumps(value)
     if err.validator == "enum":
-        return "one of " + ", ".join(json.dumps(v) for v in err.validator_value)
+        return "one of " + ", ".join(json.dumps(v) for v in value)
     if err.validator == "minimum":
-        return f"a number ≥ {err.validator_value}"
+        return f"a number ≥ {value}"
     if err.validator == "minLength":
         return "a non-empty string"
     return "a valid value"
@@ -190,7 +191,9 @@ def schema_error(err: ValidationError) -> tuple[JsonPath, str, bool]:
                       or len(b.absolute_path) > len(path)] or branches
         return schema_error(max(candidates, key=lambda b: len(b.absolute_path)))
     if v == "required":
-        missing = [k for k in err.validator_value if k not in (err.instance or {})]
+        required: Any = err.validator_value  # a list of names (the stubs add Unset)
+        instance: Any = err.instance
+        missing = [k for k in required if k not in (instance or {})]
         return path, f"missing required property {missing[0]!r}" if missing else "missing", False
     if v in _SIMPLE:
         return path, f"expected {_describe_expected(err)}, got {_got(err.instance, path)}", False
@@ -292,7 +295,7 @@ def _build_client(raw: Mapping[str, Any], path: JsonPath, col: Collector, preced
         password = None
     if not reghook and not password:
         need = {"standard": "a password", "reghook": "a reghook URL"}.get(
-            auth_type, "a reghook URL or a password")
+            str(auth_type), "a reghook URL or a password")
         col.error(path, "CONFIG_CLIENT_AUTH",
                   f"client {username!r} needs {need}; an empty password is never accepted")
     elif reghook and password:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import functools
 import random
 import socket
 from collections.abc import Callable, Iterable, Sequence
@@ -313,7 +314,7 @@ class DrachtioClient:
 
     async def _call(self, conn: _Connection, build: Callable[[str], bytes], kind: str,
                     timeout: float | None, msg_id: str | None = None) -> list[ResponseFrame]:
-        # no asyncio.timeout(): machine actions may run outside a task (engine.fsm.runtime)
+        # the deadline is the answer future's own timer (_write), shared with submit_sip
         msg_id = msg_id or self._ids()
         data = build(msg_id)  # FrameTooLarge/InvalidToken reach the caller before any I/O
         limit = self._limit(timeout)
@@ -441,7 +442,7 @@ class DrachtioClient:
                 raise _SetupFailed(f"malformed authenticate answer from {where}: {exc}") \
                     from None
             self._set_state(ClientState.ROUTING)
-            routes = [self._call(conn, lambda mid, v=verb: build_route(mid, v), "route",
+            routes = [self._call(conn, functools.partial(build_route, verb=verb), "route",
                                  self.connect_timeout) for verb in self.verbs]
             for verb, answers in zip(self.verbs, await asyncio.gather(*routes), strict=True):
                 if not answers[-1].ok:

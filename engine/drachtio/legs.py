@@ -170,7 +170,7 @@ async def transact(port: DrachtioSipPort, text: str, *, dialog_id: str = "",
     port.clients.add(txn, tx)
     if on_sent is not None:
         on_sent(txn, answer.message)
-    # a call_later timer, not asyncio.wait_for/timeout: callers may run outside a task
+    # tx.expire fails tx.final with TimeoutError once _FINAL_TIMEOUT has passed
     timer = port.loop.call_later(_FINAL_TIMEOUT, tx.expire)
     try:
         return await tx.final, 0, ""

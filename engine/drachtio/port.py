@@ -307,10 +307,10 @@ class DrachtioSipPort:
 
     def _on_frame(self, frame: SipFrame) -> None:
         msg = frame.message
-        if not msg.is_request:
+        method = msg.method
+        if method is None:  # a response
             self.clients.on_response(frame)
             return
-        method = msg.method
         if frame.unsolicited:
             self.dialogs.on_unsolicited(frame)
             return

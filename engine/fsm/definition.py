@@ -54,7 +54,10 @@ class TransitionDef:
         head = self.event
         if self.kind == "after":
             d = self.delay
-            head = f"after {d:g}s" if isinstance(d, (int, float)) else f"after {d.label()}"
+            if isinstance(d, (int, float)):
+                head = f"after {d:g}s"
+            elif d is not None:
+                head = f"after {d.label()}"
         elif self.kind == "always":
             head = ""
         parts = [head] if head else []

@@ -48,12 +48,12 @@ def _type_schema(tp: Any) -> dict[str, Any]:
         if len(args) == 2 and args[1] is not Any:
             schema["additionalProperties"] = _type_schema(args[1])
         return schema
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         return schema_for(tp)
     raise TypeError(f"unsupported parameter type {tp!r}")
 
 
-def schema_for(cls: type) -> dict[str, Any]:
+def schema_for(cls: type[Any]) -> dict[str, Any]:
     """JSON Schema (2020-12) of a params dataclass."""
     hints = get_type_hints(cls)
     props: dict[str, Any] = {}

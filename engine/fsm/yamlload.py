@@ -22,7 +22,7 @@ except ImportError:  # pragma: no cover - depends on the platform build
 from engine.errors import Diagnostic
 
 
-class _Loader(_BaseLoader):  # type: ignore[misc,valid-type]
+class _Loader(_BaseLoader):
     """YAML 1.2-style booleans: only true/false. In YAML 1.1 ``on``, ``off``, ``yes``
     and ``no`` are booleans, which would turn every ``on:`` key of a machine into True."""
 

@@ -21,7 +21,7 @@ adds the I/O (ng client, media fetch) and the error semantics:
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from engine.log import get_logger
 from engine.media import commands
@@ -30,7 +30,7 @@ from engine.media.codecs import codec_options
 from engine.media.fetch import MediaFetcher
 from engine.media.files import MediaResolver, is_file_url, is_http_url
 from engine.ports import MediaAnswer
-from engine.rtpengine.client import InstanceStatus, RtpEngineClient
+from engine.rtpengine.client import InstanceStatus, LostListener, RtpEngineClient, UpListener
 from engine.rtpengine.errors import MediaTimeout, MediaUnavailable, NgSdpError, NgUnknownCall
 
 log = get_logger(__name__)
@@ -46,12 +46,25 @@ def _sdp_bytes(reply: Mapping[str, Any], command: str) -> bytes:
     return sdp.encode("utf-8", "surrogateescape")
 
 
+class NgClient(Protocol):
+    """What the media port uses of the ng client: ``RtpEngineClient`` itself, or a
+    wrapper around it (``engine.api.metrics.TimedNgClient`` times each command)."""
+
+    async def start(self) -> None: ...
+    async def close(self) -> None: ...
+    def statuses(self) -> list[InstanceStatus]: ...
+    def forget(self, call_id: str) -> None: ...
+    def on_lost(self, listener: LostListener | None) -> None: ...
+    def on_up(self, listener: UpListener) -> None: ...
+    async def command(self, body: Mapping[str, Any]) -> dict[str, Any]: ...
+
+
 class RtpEngineMedia:
     """MediaPort over RTPEngine's ng protocol."""
 
-    def __init__(self, client: RtpEngineClient, resolver: MediaResolver, *,
+    def __init__(self, client: NgClient, resolver: MediaResolver, *,
                  default_codecs: Sequence[str] = ("PCMU",), delete_retry_secs: float = 120.0):
-        self.client = client
+        self.client: NgClient = client
         self.resolver = resolver
         self.default_codecs = tuple(default_codecs)
         self._watchers: dict[str, LostCallback] = {}
@@ -61,7 +74,7 @@ class RtpEngineMedia:
         client.on_up(lambda _instance: self.deletes.wake())
 
     @classmethod
-    def from_settings(cls, settings: Any, *, client: RtpEngineClient | None = None,
+    def from_settings(cls, settings: Any, *, client: NgClient | None = None,
                       fetcher: MediaFetcher | None = None) -> RtpEngineMedia:
         """Wire the ng client (``RTPENGINE_HOST``) and media resolver (``MEDIA_*``)."""
         return cls(client or RtpEngineClient.from_settings(settings),

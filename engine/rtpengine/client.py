@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections import OrderedDict
@@ -48,7 +49,7 @@ from engine.rtpengine.errors import (
     NgLoadLimit,
     NgUnknownCall,
 )
-from engine.rtpengine.ng import Correlator, ResendPolicy, Transaction, cookies
+from engine.rtpengine.ng import NgCorrelator, NgTransaction, ResendPolicy, cookies
 from engine.rtpengine.selection import rank
 from engine.settings import HostPort
 
@@ -104,6 +105,11 @@ class InstanceStatus:
     last_error: str | None
 
 
+def _same(inst: _Instance) -> _Instance:
+    """Protocol factory for an instance that already exists (it is its own protocol)."""
+    return inst
+
+
 class _Instance(asyncio.DatagramProtocol):
     """One RTPEngine endpoint: its socket, correlator and health."""
 
@@ -112,7 +118,7 @@ class _Instance(asyncio.DatagramProtocol):
         self.owner = owner
         self.endpoint = endpoint
         self.name = str(endpoint)
-        self.correlator = Correlator(clock, cookie_factory=cookie_factory,
+        self.correlator = NgCorrelator(clock, cookie_factory=cookie_factory,
                                      name=f"rtpengine {self.name}")
         self.transport: asyncio.DatagramTransport | None = None
         self.state = UNKNOWN
@@ -235,7 +241,7 @@ class RtpEngineClient:
         for inst in self._instances:
             try:
                 await loop.create_datagram_endpoint(
-                    lambda inst=inst: inst,
+                    functools.partial(_same, inst),
                     remote_addr=(inst.endpoint.host, inst.endpoint.port))
             except OSError as exc:  # unresolvable host, no route: down, retried by health
                 self._mark_down(inst, f"cannot open socket: {exc}")
@@ -532,7 +538,7 @@ class RtpEngineClient:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[dict[str, Any]] = loop.create_future()
 
-        def done(tx: Transaction, reply: Mapping[str, Any] | None,
+        def done(tx: NgTransaction, reply: Mapping[str, Any] | None,
                  error: Exception | None) -> None:
             if future.done():
                 return

@@ -17,7 +17,8 @@ from typing import Any
 from engine.errors import HookError, MediaError, SipError, StoreError
 from engine.ports import HookReply, MediaAnswer, Peer
 from engine.simulate.outcomes import Outcomes, current_action
-from engine.sip.message import SipResponse, parse_message
+from engine.sip.message import SipRequest, SipResponse
+from engine.sip.parser import parse_message
 from engine.store.memory import MemoryStore
 
 Recorder = Callable[[dict[str, Any]], None]
@@ -42,7 +43,10 @@ class FakeRequest:
     def __init__(self, raw: str, source: Peer | None = None, flow: str | None = None,
                  on_reply: Recorder = _nothing):
         text = raw if "\r\n" in raw else raw.replace("\n", "\r\n")
-        self.message = parse_message(text.encode())
+        message = parse_message(text.encode())
+        if not isinstance(message, SipRequest):
+            raise ValueError(f"a FakeRequest is built from a request, not {message!r}")
+        self.message = message
         self.method = self.message.method
         self.uri = self.message.uri
         self.call_id = self.message.call_id
@@ -287,7 +291,7 @@ class ScriptedCaller:
         if isinstance(reply, tuple):  # (delay, reply)
             await asyncio.sleep(reply[0])
             reply = reply[1]
-        return reply  # type: ignore[no-any-return]
+        return reply
 
     def ok(self, url: str, body: Any, status: int = 200) -> None:
         raw = json.dumps(body).encode()

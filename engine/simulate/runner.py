@@ -170,7 +170,9 @@ class _RecordingInstance(Instance):
 
     async def _call(self, call: BoundCall, entry: TraceEntry) -> bool:
         record: dict[str, Any] = {"action": call.name, "params": shown_params(call.params)}
-        self.runtime.journal.action(entry, record)
+        runtime = self.runtime
+        assert isinstance(runtime, SimRuntime)  # SimRuntime.spawn makes every such instance
+        runtime.journal.action(entry, record)
         with acting(call.name):
             ok = await super()._call(call, entry)
         if not ok:

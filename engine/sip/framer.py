@@ -46,7 +46,13 @@ class FramingError:
 
 
 FramerEvent = FramedMessage | KeepAlive | FramingError
-_SKIP = object()
+
+
+class _Skip:
+    """Marks bytes consumed without an event (a keep-alive fragment)."""
+
+
+_SKIP = _Skip()
 
 
 class StreamFramer:
@@ -79,7 +85,7 @@ class StreamFramer:
             ev = self._next()
             if ev is None:
                 break
-            if ev is _SKIP:
+            if isinstance(ev, _Skip):
                 continue
             events.append(ev)
             if isinstance(ev, FramingError) and ev.fatal:
@@ -98,7 +104,7 @@ class StreamFramer:
         self._buf = bytearray()
         self._scan = 0
 
-    def _next(self) -> FramerEvent | object | None:
+    def _next(self) -> FramerEvent | _Skip | None:
         buf = self._buf
         if buf[0] in (13, 10):
             return self._keepalive()
@@ -132,7 +138,7 @@ class StreamFramer:
         except SipParseError as err:
             return FramingError(err, False)
 
-    def _keepalive(self) -> FramerEvent | object | None:
+    def _keepalive(self) -> FramerEvent | _Skip | None:
         buf = self._buf
         if buf[:4] == b"\r\n\r\n":
             del buf[:4]

@@ -59,9 +59,9 @@ def parse_message(data: bytes, *, max_size: int = MAX_MESSAGE_SIZE) -> SipReques
             salvage_context(err, data)
         raise
     except Exception as exc:  # a parser bug must still look like bad input to the caller
-        err = SipParseError("Unparseable message")
-        salvage_context(err, data)
-        raise err from exc
+        bad = SipParseError("Unparseable message")
+        salvage_context(bad, data)
+        raise bad from exc
 
 
 def _parse(data: bytes, max_size: int) -> SipRequest | SipResponse:

@@ -83,11 +83,11 @@ class MediaSection:
         rtpmap: dict[str, str] = {}
         fmtp: dict[str, str] = {}
         for value in self.attributes("rtpmap"):
-            pt, _, enc = value.partition(" ")
-            rtpmap[pt] = enc.strip()
+            key, _, encoding = value.partition(" ")
+            rtpmap[key] = encoding.strip()
         for value in self.attributes("fmtp"):
-            pt, _, params = value.partition(" ")
-            fmtp[pt] = params.strip()
+            key, _, params = value.partition(" ")
+            fmtp[key] = params.strip()
         out = []
         for fmt in self.formats:
             if not fmt.isdigit():

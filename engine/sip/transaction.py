@@ -93,7 +93,7 @@ class ServerTransaction(Transaction):
         self.last_data: bytes | None = None
         self.g_interval = 0.0
         self.local_tag: str | None = None  # our To tag, once chosen
-        self.ack_key: tuple[str, str, int] | None = None  # (Call-ID, From tag, CSeq) of a 2xx
+        self.ack_key: tuple[str, str, str, int] | None = None  # Call-ID, tags, CSeq of a 2xx
         self.acked = False
 
     def _send(self, out: list[Effect]) -> None:

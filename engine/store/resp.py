@@ -219,6 +219,7 @@ class RespClient:
                     _, proto = await loop.create_unix_connection(lambda: _Protocol(self),
                                                                  ep.path)
                 else:
+                    assert ep.host is not None  # from_url: an endpoint without a path has a host
                     ctx = ssl.create_default_context() if ep.tls else None
                     _, proto = await loop.create_connection(
                         lambda: _Protocol(self), ep.host, ep.port, ssl=ctx)
@@ -367,7 +368,8 @@ class RespClient:
         """One command; an error reply raises ``StoreError``."""
         (reply,) = await self.send(encode(*args), 1, idempotent=read_only((args,)))
         if isinstance(reply, hiredis.ReplyError):
-            raise StoreError(f"redis {args[0]}: {reply}")
+            cmd = args[0].decode(errors="replace") if isinstance(args[0], bytes) else args[0]
+            raise StoreError(f"redis {cmd}: {reply}")
         return reply
 
     async def transaction(self, commands: Sequence[Sequence[Arg]]) -> list[Any]:
@@ -415,7 +417,7 @@ class _Expired(StoreError):
     """The operation's deadline passed before its reply came."""
 
 
-class Script:
+class LuaScript:
     """A Lua script run with EVALSHA, loaded on first NOSCRIPT (e.g. after a restart)."""
 
     def __init__(self, client: RespClient, source: str):
@@ -438,4 +440,4 @@ class Script:
         return reply
 
 
-__all__ = ["READ_ONLY", "Endpoint", "RespClient", "Script", "encode", "read_only"]
+__all__ = ["READ_ONLY", "Endpoint", "RespClient", "LuaScript", "encode", "read_only"]

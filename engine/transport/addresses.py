@@ -22,7 +22,7 @@ _CACHE_MAX = 4096
 
 
 @lru_cache(maxsize=8192)
-def ip_family(host: str) -> int | None:
+def ip_family(host: str) -> socket.AddressFamily | None:
     """``socket.AF_INET``/``AF_INET6`` for an IP literal (brackets allowed), else None."""
     h = host[1:-1] if host[:1] == "[" else host
     try:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from engine.errors import SipError, SipTransportError
 from engine.log import get_logger
-from engine.ports import Credentials, Peer, SipResponse
+from engine.ports import Credentials, Peer, SipResponseView
 from engine.sip.dialog import SipDialog
 from engine.sip.errors import SipParseError
 from engine.sip.headers import header_key
@@ -76,7 +76,7 @@ class EmbeddedClientLeg:
 
     def __init__(self, port: EmbeddedSipPort, uri: str, *, sdp: bytes | None,
                  items: list[tuple[str, str]], proxy: str | None, auth: Credentials | None,
-                 flow: str | None, on_provisional: Callable[[SipResponse], None] | None):
+                 flow: str | None, on_provisional: Callable[[SipResponseView], None] | None):
         self.port = port
         self.uri = uri
         self.sdp = sdp

@@ -108,7 +108,8 @@ class Resolver:
             raise SipTransportError(f"cannot resolve {target.host}: no address")
         # getaddrinfo already orders by RFC 6724 preference; take the first.
         addr = infos[0][4]
-        peer = Peer(addr[0], addr[1], transport)
+        # an INET/INET6 sockaddr: (host, port, …); typeshed also admits AF_UNIX shapes
+        peer = Peer(str(addr[0]), int(addr[1]), transport)
         if len(self._cache) > 4096:
             self._cache.clear()
         self._cache[(host, port, transport)] = (self.clock.monotonic() + self.ttl, peer)

@@ -289,7 +289,7 @@ class TcpTransport:
                 self.loop.create_connection(lambda: TcpConnection(self, outbound=True),
                                             host, port),
                 self.connect_timeout)
-            conn = proto  # type: ignore[assignment]
+            conn = proto
         except asyncio.CancelledError:
             error = "transport closed"
             raise
@@ -320,7 +320,7 @@ class TcpTransport:
             self.loop.create_connection(lambda: TcpConnection(self, outbound=True),
                                         strip_brackets(host), port),
             self.connect_timeout)
-        return proto.flow  # type: ignore[attr-defined]
+        return proto.flow
 
     # ------------------------------------------------------------------ deadlines
 
