@@ -87,6 +87,8 @@ class DrachtioDialog:
         #: the call's (A leg's) Call-ID for a B leg's dialog (log lines: ``call_id`` is the
         #: call's, ``leg_call_id`` the leg's, as for the leg itself)
         self.a_call_id: str | None = None
+        self._unheard_ack: DrachtioIncomingRequest | None = None  # see on_ack
+        self._acked = False
 
     @property
     def log_ids(self) -> dict[str, str]:
@@ -116,6 +118,9 @@ class DrachtioDialog:
         if event not in _EVENT_NAMES:
             raise ValueError(f"unknown dialog event {event!r}; one of {sorted(_EVENT_NAMES)}")
         self._listeners[event] = callback
+        if event == "ack" and self._unheard_ack is not None:
+            notice, self._unheard_ack = self._unheard_ack, None
+            self.port.loop.call_soon(self.port.safe_call, callback, "ack", notice)
 
     def off(self, event: str) -> None:
         self._listeners.pop(event, None)
@@ -355,10 +360,19 @@ class DrachtioDialog:
             answer = sdp_body(ack)
             if answer is not None:
                 self.remote_sdp = answer
+        if not isinstance(ack, SipRequest):
+            return
+        notice = DrachtioIncomingRequest(self.port, ack, "", self.port.source_of(frame),
+                                         dialog=self)
+        first, self._acked = not self._acked, True
         cb = self._listeners.get("ack")
-        if cb is not None and isinstance(ack, SipRequest):
-            self.port.safe_call(cb, "ack", DrachtioIncomingRequest(
-                self.port, ack, "", self.port.source_of(frame), dialog=self))
+        if cb is None:
+            # the caller's first ACK can come in the same TCP read as drachtio's confirmation
+            # of our 200, i.e. before answer() returned and its caller could listen for it
+            # (a late offer's answer is in it): kept for the listener that comes next
+            self._unheard_ack = notice if first else None
+            return
+        self.port.safe_call(cb, "ack", notice)
 
 
 class DialogTable:
