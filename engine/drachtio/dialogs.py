@@ -84,18 +84,31 @@ class DrachtioDialog:
         self._lock: asyncio.Lock | None = None
         self._reinvite_in: DrachtioIncomingRequest | None = None
         self._late_ack: Any = None
+        #: the call's (A leg's) Call-ID for a B leg's dialog (log lines: ``call_id`` is the
+        #: call's, ``leg_call_id`` the leg's, as for the leg itself)
+        self.a_call_id: str | None = None
+        self._unheard_ack: DrachtioIncomingRequest | None = None  # see on_ack
+        self._acked = False
+
+    @property
+    def log_ids(self) -> dict[str, str]:
+        ids = {"dialog": self.id, "call_id": self.a_call_id or self.call_id}
+        if self.a_call_id and self.a_call_id != self.call_id:
+            ids["leg_call_id"] = self.call_id
+        return ids
 
     def __repr__(self) -> str:
         return f"<DrachtioDialog {self.role} {self.id} connected={self.connected}>"
 
     @classmethod
     def from_uac(cls, port: DrachtioSipPort, dialog_id: str, request: SipRequest,
-                 response: SipResponse, sdp: bytes | None,
-                 auth: Credentials | None) -> DrachtioDialog:
+                 response: SipResponse, sdp: bytes | None, auth: Credentials | None,
+                 a_call_id: str | None = None) -> DrachtioDialog:
         from_tag = request.from_tag or ""
         dialog = cls(port, dialog_id or f"{request.call_id};from-tag={from_tag}",
                      request.call_id, local_tag=from_tag, remote_tag=response.to_tag or "",
                      role="uac", auth=auth, local_sdp=sdp, remote_sdp=sdp_body(response))
+        dialog.a_call_id = a_call_id
         port.dialogs.add(dialog)
         return dialog
 
@@ -105,6 +118,9 @@ class DrachtioDialog:
         if event not in _EVENT_NAMES:
             raise ValueError(f"unknown dialog event {event!r}; one of {sorted(_EVENT_NAMES)}")
         self._listeners[event] = callback
+        if event == "ack" and self._unheard_ack is not None:
+            notice, self._unheard_ack = self._unheard_ack, None
+            self.port.loop.call_soon(self.port.safe_call, callback, "ack", notice)
 
     def off(self, event: str) -> None:
         self._listeners.pop(event, None)
@@ -113,7 +129,7 @@ class DrachtioDialog:
         """UAC late offer: the ACK for the 2xx, carrying the answer ``sdp``."""
         handle, self._late_ack = self._late_ack, None
         if handle is None:
-            log.debug("ack() ignored: nothing to acknowledge", dialog=self.id)
+            log.debug("ack() ignored: nothing to acknowledge", **self.log_ids)
             return
         handle.cancel()
         if sdp:
@@ -126,7 +142,7 @@ class DrachtioDialog:
         try:
             future = self.port.client.submit_sip(text, dialog_id=self.id)
         except Exception as exc:  # an ACK that cannot go is only logged
-            log.info("ACK not sent", dialog=self.id, error=str(exc))
+            log.info("ACK not sent", **self.log_ids, error=str(exc))
             return
         future.add_done_callback(self._ack_sent)
 
@@ -135,7 +151,7 @@ class DrachtioDialog:
             return
         exc = future.exception()
         if exc is not None or not future.result()[-1].ok:
-            log.info("ACK not sent", dialog=self.id,
+            log.info("ACK not sent", **self.log_ids,
                      error=str(exc) if exc else future.result()[-1].reason)
 
     def expect_late_ack(self) -> None:
@@ -158,11 +174,11 @@ class DrachtioDialog:
     async def _send_bye(self, items: list[tuple[str, str]]) -> None:
         try:
             response = await self._transact(in_dialog_text("BYE", items, b"", None))
-            log.debug("BYE answered", dialog=self.id, status=response.status)
+            log.debug("BYE answered", **self.log_ids, status=response.status)
         except asyncio.CancelledError:
             raise
         except Exception:
-            log.exception("BYE failed", dialog=self.id)
+            log.exception("BYE failed", **self.log_ids)
 
     async def reinvite(self, *, sdp: bytes | None, headers: Headers = ()) -> SipResponse:
         """Send a re-INVITE, ACK a 2xx (with our SDP when it was offerless), return the
@@ -221,7 +237,7 @@ class DrachtioDialog:
         frame, status, why = await transact(self.port, text, dialog_id=self.id,
                                             on_sent=lambda _txn, msg: sent.append(msg))
         if frame is None:
-            log.info("in-dialog request failed", dialog=self.id, status=status, error=why)
+            log.info("in-dialog request failed", **self.log_ids, status=status, error=why)
             return local_response(status)
         return parse_response(frame) or local_response(502, "Bad response")
 
@@ -239,12 +255,12 @@ class DrachtioDialog:
             creds = self.port.digest.answer(challenge, sent, username=self.auth.username,
                                             password=self.auth.password)
         except (SipParseError, AttributeError) as exc:
-            log.info("challenge to an in-dialog request not answered", dialog=self.id,
+            log.info("challenge to an in-dialog request not answered", **self.log_ids,
                      method=method, status=challenge.status, error=str(exc))
             return None
         if not creds:
             return None
-        log.debug("answering digest challenge", dialog=self.id, method=method,
+        log.debug("answering digest challenge", **self.log_ids, method=method,
                   status=challenge.status)
         start, rest = text.split("\r\n", 1)
         lines = "".join(f"{name}: {value}\r\n" for name, value in creds)
@@ -277,7 +293,7 @@ class DrachtioDialog:
                 ("Call-ID", self.call_id), ("Reason", f'SIP;cause=200;text="{reason}"')])
             self.port.safe_call(cb, "bye", DrachtioIncomingRequest(
                 self.port, notice, "", self.peer or Peer("", 0), dialog=self, reason=reason))
-        log.debug("dialog ended", dialog=self.id, reason=reason)
+        log.debug("dialog ended", **self.log_ids, reason=reason)
 
     def forget(self, reason: str) -> None:
         """Drop the dialog silently (the server ends it by itself)."""
@@ -344,10 +360,19 @@ class DrachtioDialog:
             answer = sdp_body(ack)
             if answer is not None:
                 self.remote_sdp = answer
+        if not isinstance(ack, SipRequest):
+            return
+        notice = DrachtioIncomingRequest(self.port, ack, "", self.port.source_of(frame),
+                                         dialog=self)
+        first, self._acked = not self._acked, True
         cb = self._listeners.get("ack")
-        if cb is not None and isinstance(ack, SipRequest):
-            self.port.safe_call(cb, "ack", DrachtioIncomingRequest(
-                self.port, ack, "", self.port.source_of(frame), dialog=self))
+        if cb is None:
+            # the caller's first ACK can come in the same TCP read as drachtio's confirmation
+            # of our 200, i.e. before answer() returned and its caller could listen for it
+            # (a late offer's answer is in it): kept for the listener that comes next
+            self._unheard_ack = notice if first else None
+            return
+        self.port.safe_call(cb, "ack", notice)
 
 
 class DialogTable:

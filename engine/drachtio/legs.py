@@ -382,7 +382,7 @@ class DrachtioClientLeg:
                 self._fail(SipError(response.status, response.reason, response))
                 return
             dialog = DrachtioDialog.from_uac(self.port, frame.dialog_id, self.request,
-                                             response, self.sdp, self.auth)
+                                             response, self.sdp, self.auth, self.a_call_id)
             if self.sdp is None:
                 dialog.expect_late_ack()
             else:

@@ -179,6 +179,24 @@ def test_b_leg_lines_carry_the_call_id_and_the_leg_call_id(
     assert_clean(pbx)
 
 
+def test_answered_b_legs_dialog_lines_name_the_call(
+        pbx: Pbx, webhooks: WebhookServer, servers: list[SippServer]) -> None:
+    """Lines about the B leg's dialog (its BYE, its end) carry the call's Call-ID too."""
+    bob = callee(servers, pbx, "bob", hold_ms=300)
+    script(webhooks, [{"verb": "connect", "dest": {"type": "client", "address": "bob"}}])
+    result = call(pbx, "1001", hold_ms=300)
+    assert result.rc == 0, result.explain()
+    assert bob.wait(20).rc == 0
+    a_call_id = re.search(r"^Call-ID: *(\S+)", result.messages, re.M).group(1)
+    b_call_id = re.search(r"^Call-ID: *(\S+)", bob.messages, re.M).group(1)
+    assert_clean(pbx)
+    about_b = [x for x in pbx.log_lines() if x.get("leg_call_id") == b_call_id]
+    assert about_b and all(x["call_id"] == a_call_id for x in about_b), about_b
+    assert not [x for x in pbx.log_lines() if x.get("call_id") == b_call_id]
+    if pbx.backend == "drachtio":  # the embedded dialogs' lines name only the dialog
+        assert any(x["logger"] == "engine.drachtio.dialogs" for x in about_b), about_b
+
+
 def test_carrier_challenging_our_bye_gets_the_trunks_credentials(
         pbx: Pbx, webhooks: WebhookServer, servers: list[SippServer]) -> None:
     """The caller hangs up a call to a trunk; the carrier answers our BYE with 401 and
