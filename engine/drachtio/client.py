@@ -33,9 +33,9 @@ from engine.drachtio.wire import (
     LARGE_PAYLOAD,
     CdrFrame,
     Correlator,
+    DrachtioFramingError,
     DrachtioProtocolError,
     FrameDecoder,
-    FramingError,
     MessageIds,
     ResponseFrame,
     ServerInfo,
@@ -477,7 +477,7 @@ class DrachtioClient:
                     return
                 try:
                     payloads = conn.decoder.feed(data)
-                except FramingError as exc:
+                except DrachtioFramingError as exc:
                     payloads = exc.frames  # complete before the corruption: still valid
                     for payload in payloads:
                         self._dispatch(conn, parse_server_frame(payload))

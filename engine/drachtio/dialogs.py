@@ -375,7 +375,7 @@ class DrachtioDialog:
         self.port.safe_call(cb, "ack", notice)
 
 
-class DialogTable:
+class DrachtioDialogs:
     """The port's dialogs by drachtio dialog id."""
 
     def __init__(self, port: DrachtioSipPort):

@@ -76,7 +76,7 @@ def route_uri(proxy: str | None, uri: str) -> str | None:
     return value
 
 
-class Transaction:
+class SentRequest:
     """One request we sent, until its final response."""
 
     __slots__ = ("final", "on_provisional")
@@ -111,10 +111,10 @@ class ClientTable:
 
     def __init__(self, port: DrachtioSipPort):
         self.port = port
-        self.by_txn: dict[str, Transaction] = {}
+        self.by_txn: dict[str, SentRequest] = {}
         self._orphans: dict[str, tuple[float, list[SipFrame]]] = {}
 
-    def add(self, txn: str, tx: Transaction) -> None:
+    def add(self, txn: str, tx: SentRequest) -> None:
         self.by_txn[txn] = tx
         held = self._orphans.pop(txn, None)
         for frame in held[1] if held else ():
@@ -166,7 +166,7 @@ async def transact(port: DrachtioSipPort, text: str, *, dialog_id: str = "",
         why = answer.reason
         return None, 481 if "unable to find dialog" in why else 503, why
     txn = answer.transaction_id
-    tx = Transaction(port.loop, on_provisional)
+    tx = SentRequest(port.loop, on_provisional)
     port.clients.add(txn, tx)
     if on_sent is not None:
         on_sent(txn, answer.message)

@@ -23,7 +23,7 @@ from typing import Any
 
 from engine.clock import LoopClock
 from engine.drachtio.client import DrachtioClient, DrachtioError
-from engine.drachtio.dialogs import DialogTable
+from engine.drachtio.dialogs import DrachtioDialogs
 from engine.drachtio.legs import ClientTable, DrachtioClientLeg, send_out_of_dialog
 from engine.drachtio.requests import DrachtioIncomingRequest, response_text
 from engine.drachtio.sip_text import build_sip_message
@@ -85,7 +85,7 @@ class DrachtioSipPort:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._sweeper: Any = None
         self._closed = False
-        self.dialogs = DialogTable(self)
+        self.dialogs = DrachtioDialogs(self)
         self.clients = ClientTable(self)
         # metrics hooks, as on the embedded ``EndpointCore`` (set by the HTTP API's
         # ``Metrics.attach_sip``; no-ops otherwise): new requests received, responses sent

@@ -47,7 +47,7 @@ def _canonical(name: str) -> str:
     return _COMPACT.get(low, low)
 
 
-class SipMessage:
+class SipText:
     """The SIP text carried after a frame's header line, kept raw and parsed lazily.
 
     drachtio hands over the message exactly as sent or received (§6.1); the header
@@ -61,7 +61,7 @@ class SipMessage:
         self._headers: tuple[tuple[str, str], ...] | None = None
 
     def __repr__(self) -> str:
-        return f"SipMessage({self.start_line!r})"
+        return f"SipText({self.start_line!r})"
 
     @property
     def start_line(self) -> str:
@@ -133,7 +133,7 @@ class SipMessage:
         return self.body.encode("utf-8", "surrogateescape")
 
 
-def check_start_line(message: SipMessage) -> None:
+def check_start_line(message: SipText) -> None:
     line = message.start_line
     parts = line.split(" ", 2)
     if line.startswith("SIP/2.0 "):

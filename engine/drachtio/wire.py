@@ -29,7 +29,7 @@ from engine.drachtio.sip_text import (
     CRLF,
     DrachtioProtocolError,
     InvalidToken,
-    SipMessage,
+    SipText,
     SipTextError,
     build_sip_message,
     check_start_line,
@@ -39,11 +39,12 @@ from engine.errors import EngineError
 
 __all__ = [
     "AppFrame", "AppSipFrame", "AuthenticateFrame", "CDR_KINDS", "CdrFrame", "Correlator",
-    "DrachtioProtocolError", "FrameDecoder", "FrameTooLarge", "FramingError", "InvalidToken",
+    "DrachtioFramingError", "DrachtioProtocolError", "FrameDecoder", "FrameTooLarge",
+    "InvalidToken",
     "LARGE_PAYLOAD",
     "MAX_APP_PAYLOAD", "MAX_SERVER_PAYLOAD", "MSG_SENT", "MessageIds", "Meta", "Pending",
     "PingFrame", "ProxyFrame", "ResponseFrame", "RouteFrame", "SOURCES", "STATUSES", "ServerFrame",
-    "ServerInfo", "SipFrame", "SipMessage", "SipTextError", "UNSOLICITED", "UnknownFrame",
+    "ServerInfo", "SipFrame", "SipText", "SipTextError", "UNSOLICITED", "UnknownFrame",
     "build_authenticate", "build_ping", "build_proxy", "build_remove_route",
     "build_route", "build_sip", "build_sip_message", "encode_frame",
     "parse_app_frame", "parse_hostports", "parse_meta", "parse_server_frame", "server_info",
@@ -65,7 +66,7 @@ MSG_SENT = "Msg sent:"
 UNSOLICITED = "unsolicited"
 
 
-class FramingError(DrachtioProtocolError):
+class DrachtioFramingError(DrachtioProtocolError):
     """The byte stream is corrupt. ``frames`` holds the payloads completed before the
     corruption in the same :meth:`FrameDecoder.feed` call (still valid, in order)."""
 
@@ -92,7 +93,7 @@ def encode_frame(payload: str | bytes, limit: int | None = MAX_APP_PAYLOAD) -> b
 class FrameDecoder:
     """Cuts a byte stream into frame payloads; partial frames wait for more bytes.
 
-    After a :class:`FramingError` the stream position is lost: the decoder refuses
+    After a :class:`DrachtioFramingError` the stream position is lost: the decoder refuses
     further input and the connection must be reset.
     """
 
@@ -110,7 +111,7 @@ class FrameDecoder:
     def feed(self, data: bytes) -> list[bytes]:
         """Append ``data``; return every payload now complete, in order."""
         if self._broken:
-            raise FramingError("frame decoder used after a framing error")
+            raise DrachtioFramingError("frame decoder used after a framing error")
         buf = self._buf
         buf.extend(data)
         out: list[bytes] = []
@@ -127,7 +128,7 @@ class FrameDecoder:
                     break
                 out.append(bytes(buf[hash_at + 1:end]))
                 pos = end
-        except FramingError as exc:
+        except DrachtioFramingError as exc:
             self._broken = True
             exc.frames = out
             self._buf.clear()
@@ -138,32 +139,32 @@ class FrameDecoder:
 
 def _prefix_length(digits: bytes | bytearray, max_payload: int) -> int:
     if not digits or not digits.isdigit():
-        raise FramingError(f"bad frame length prefix {bytes(digits[:20])!r}")
+        raise DrachtioFramingError(f"bad frame length prefix {bytes(digits[:20])!r}")
     length = int(digits)
     if length == 0:
-        raise FramingError("frame length prefix is 0")
+        raise DrachtioFramingError("frame length prefix is 0")
     if length > max_payload:
-        raise FramingError(f"frame length {length} exceeds {max_payload} bytes")
+        raise DrachtioFramingError(f"frame length {length} exceeds {max_payload} bytes")
     return length
 
 
 def _check_partial_prefix(pending: bytes | bytearray) -> None:
     """No ``#`` yet: what is buffered must still be able to become a length prefix."""
     if len(pending) > _MAX_PREFIX_DIGITS or not pending.isdigit():
-        raise FramingError(f"bad frame length prefix {bytes(pending[:20])!r}")
+        raise DrachtioFramingError(f"bad frame length prefix {bytes(pending[:20])!r}")
 
 
 # --------------------------------------------------------------------------- payloads
 
 
-def split_payload(payload: bytes) -> tuple[list[str], SipMessage | None]:
+def split_payload(payload: bytes) -> tuple[list[str], SipText | None]:
     """Header-line tokens and the SIP message after the first CRLF (if any)."""
     text = payload.decode("utf-8", "surrogateescape")
     head, sep, sip = text.partition(CRLF)
     tokens = head.split("|")
     if len(tokens) < 2 or not tokens[0] or not tokens[1]:
         raise DrachtioProtocolError(f"frame without message id and type: {head[:80]!r}")
-    return tokens, (SipMessage(sip) if sep else None)
+    return tokens, (SipText(sip) if sep else None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,7 +202,7 @@ class SipFrame:
     transaction_id: str
     dialog_id: str
     received_on: tuple[str, int] | None  # only on new out-of-dialog requests
-    message: SipMessage
+    message: SipText
 
     @property
     def unsolicited(self) -> bool:
@@ -217,7 +218,7 @@ class ResponseFrame:
     request_id: str  # token 0 of the app frame it answers
     status: str  # OK | NO (control-level) | NOK (SIP-level)
     fields: tuple[str, ...]  # tokens 4…
-    message: SipMessage | None = None
+    message: SipText | None = None
     meta: Meta | None = None
     transaction_id: str = ""  # of the request/response that was sent
     dialog_id: str = ""
@@ -242,7 +243,7 @@ class CdrFrame:
     source: str
     time: str
     detail: str  # role for cdr:start, reason for cdr:stop, "" for cdr:attempt
-    message: SipMessage | None
+    message: SipText | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,7 +253,7 @@ class UnknownFrame:
     msg_id: str
     kind: str
     fields: tuple[str, ...]
-    message: SipMessage | None
+    message: SipText | None
 
 
 ServerFrame = SipFrame | ResponseFrame | CdrFrame | UnknownFrame
@@ -274,7 +275,7 @@ def parse_server_frame(payload: bytes) -> ServerFrame:
     return UnknownFrame(tokens[0], kind, tuple(tokens[2:]), message)
 
 
-def _parse_response(tokens: list[str], message: SipMessage | None) -> ResponseFrame:
+def _parse_response(tokens: list[str], message: SipText | None) -> ResponseFrame:
     if len(tokens) < 4 or not tokens[2]:
         raise DrachtioProtocolError(f"response frame with {len(tokens)} fields")
     status = tokens[3]
@@ -299,7 +300,7 @@ def _parse_response(tokens: list[str], message: SipMessage | None) -> ResponseFr
                          transaction_id, dialog_id, is_continue)
 
 
-def _parse_sip(tokens: list[str], message: SipMessage | None) -> SipFrame:
+def _parse_sip(tokens: list[str], message: SipText | None) -> SipFrame:
     if len(tokens) < 10:
         raise DrachtioProtocolError(f"sip frame with {len(tokens)} fields, need 10")
     if message is None:
@@ -449,7 +450,7 @@ class AppSipFrame:
     transaction_id: str
     dialog_id: str
     route_uri: str
-    message: SipMessage
+    message: SipText
 
 
 @dataclass(frozen=True, slots=True)
@@ -463,7 +464,7 @@ class ProxyFrame:
     provisional_timeout: str
     final_timeout: str
     destinations: tuple[str, ...]
-    message: SipMessage | None
+    message: SipText | None
 
 
 AppFrame = AuthenticateFrame | RouteFrame | PingFrame | AppSipFrame | ProxyFrame | UnknownFrame

@@ -46,11 +46,11 @@ from engine.transport.client import ClientUser, authorized_copy
 from engine.transport.dialogs import EmbeddedDialog, answer_invite
 from engine.transport.driver import Driver
 from engine.transport.legs import EmbeddedClientLeg, ack_and_bye
+from engine.transport.listeners import close_listeners, listening_addresses, open_listeners
 from engine.transport.requests import EmbeddedIncomingRequest, header_items
 from engine.transport.resolve import Resolver
 from engine.transport.tcp_limits import TcpLimits
 from engine.transport.uac import send_out_of_dialog
-from engine.transport.udp import UdpTransport
 from engine.transport.unanswered import UnansweredRequests
 
 log = get_logger("engine.transport.port")
@@ -158,7 +158,9 @@ class EmbeddedSipPort:
         attempts = 20 if self.requested_port == 0 else 1
         for attempt in range(attempts):
             try:
-                port = await self._bind_all(loop, self.requested_port)
+                port = await open_listeners(self.driver, loop, self.host, self.requested_port,
+                                            self.transports, self.clock, self.tcp_limits,
+                                            self.reuse_port)
                 break
             except SipTransportError:
                 if attempt == attempts - 1:
@@ -170,28 +172,6 @@ class EmbeddedSipPort:
         self._unanswered.start(loop)
         log.info("SIP listening", host=self.host, port=port, transports=",".join(self.transports),
                  external=self.addresses.external)
-
-    async def _bind_all(self, loop: asyncio.AbstractEventLoop, port: int) -> int:
-        udp = tcp = None
-        try:
-            if "udp" in self.transports:
-                udp = UdpTransport(loop, self.driver.on_datagram, reuse_port=self.reuse_port)
-                port = await udp.open(self.host, port)
-            if "tcp" in self.transports:
-                from engine.transport.tcp import TcpTransport
-
-                tcp = TcpTransport(loop, self.clock, self.driver, limits=self.tcp_limits,
-                                   reuse_port=self.reuse_port)
-                port = await tcp.open(self.host, port)
-        except BaseException:
-            if udp is not None:
-                udp.close()
-            if tcp is not None:
-                await tcp.close()
-            raise
-        self.driver.udp = udp
-        self.driver.tcp = tcp
-        return port
 
     async def close(self) -> None:
         """Stop listening, close every connection, cancel handler tasks and timers.
@@ -208,21 +188,12 @@ class EmbeddedSipPort:
         for dialog in list(self._dialogs.values()):
             dialog.stop_timers()
         self.driver.close()
-        udp, tcp = self.driver.udp, self.driver.tcp
-        self.driver.udp = self.driver.tcp = None  # late sends now fail quietly
-        if udp is not None:
-            udp.close()
-        if tcp is not None:
-            await tcp.close()
+        await close_listeners(self.driver)
         log.info("SIP stopped", port=self.port)
 
     def local_addresses(self) -> list[Peer]:
         """Every bound listener as ``Peer(host, port, transport)``."""
-        out: list[Peer] = []
-        for name, t in (("udp", self.driver.udp), ("tcp", self.driver.tcp)):
-            if t is not None:
-                out += [Peer(h, p, name) for h, p in t.addresses]
-        return out
+        return listening_addresses(self.driver)
 
     async def request(
         self, uri: str, method: str, *, headers: Headers = (), body: bytes = b"",

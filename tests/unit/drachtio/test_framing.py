@@ -8,10 +8,10 @@ from hypothesis import strategies as st
 
 from engine.drachtio.wire import (
     MAX_APP_PAYLOAD,
+    DrachtioFramingError,
     DrachtioProtocolError,
     FrameDecoder,
     FrameTooLarge,
-    FramingError,
     build_authenticate,
     encode_frame,
     parse_server_frame,
@@ -102,17 +102,17 @@ def test_app_frames_are_refused_above_the_server_ring_buffer() -> None:
 ])
 def test_corrupt_length_prefixes_are_protocol_errors(data: bytes) -> None:
     decoder = FrameDecoder()
-    with pytest.raises(FramingError) as err:
+    with pytest.raises(DrachtioFramingError) as err:
         decoder.feed(data)
     assert isinstance(err.value, DrachtioProtocolError)
     assert isinstance(err.value, ProtocolError)
-    with pytest.raises(FramingError):  # the stream position is lost for good
+    with pytest.raises(DrachtioFramingError):  # the stream position is lost for good
         decoder.feed(b"4#ping")
 
 
 def test_frames_before_the_corruption_are_handed_over() -> None:
     good = encode_frame(spec.wire_text(spec.PONG), limit=None)
-    with pytest.raises(FramingError) as err:
+    with pytest.raises(DrachtioFramingError) as err:
         FrameDecoder().feed(good + good + b"garbage#")
     assert err.value.frames == [spec.wire_text(spec.PONG)] * 2
 
@@ -145,7 +145,7 @@ def test_arbitrary_bytes_never_crash_the_decoder(data: bytes) -> None:
     decoder = FrameDecoder()
     try:
         frames = decoder.feed(data)
-    except FramingError:
+    except DrachtioFramingError:
         return
     for frame in frames:
         try:

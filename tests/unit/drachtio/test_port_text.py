@@ -5,7 +5,7 @@ from __future__ import annotations
 from engine.drachtio.dialogs import in_dialog_text
 from engine.drachtio.legs import local_response, route_uri
 from engine.drachtio.requests import response_text
-from engine.drachtio.sip_text import SipMessage
+from engine.drachtio.sip_text import SipText
 from engine.sip.parser import parse_message
 
 INVITE = (b"INVITE sip:1001@pbx.test SIP/2.0\r\n"
@@ -20,7 +20,7 @@ def test_response_copies_dialog_headers_and_takes_callers_over_them() -> None:
     text = response_text(req, 486, None, [("To", "<sip:1001@pbx.test>;tag=mine"),
                                           ("Via", "ignored"), ("X-Reason", "busy")],
                          b"", None, "DragonPBX")
-    msg = SipMessage(text)
+    msg = SipText(text)
     assert msg.start_line == "SIP/2.0 486 Busy Here"
     assert msg.header("CSeq") == "7 INVITE" and msg.header("Call-ID") == "c1"
     assert msg.header_values("To") == ["<sip:1001@pbx.test>;tag=mine"]
@@ -30,13 +30,13 @@ def test_response_copies_dialog_headers_and_takes_callers_over_them() -> None:
 
 def test_response_with_sdp_gets_its_content_type() -> None:
     req = parse_message(INVITE)
-    msg = SipMessage(response_text(req, 200, "OK", [], b"v=0\r\n", "application/sdp", None))
+    msg = SipText(response_text(req, 200, "OK", [], b"v=0\r\n", "application/sdp", None))
     assert msg.header("Content-Type") == "application/sdp" and msg.body == "v=0\r\n"
     assert msg.header("Server") is None
 
 
 def test_in_dialog_request_uses_the_placeholder_uri_and_drops_route_headers() -> None:
-    msg = SipMessage(in_dialog_text("INFO", [("Route", "<sip:x>"), ("X-A", "1")],
+    msg = SipText(in_dialog_text("INFO", [("Route", "<sip:x>"), ("X-A", "1")],
                                     b"Signal=5", "application/dtmf-relay"))
     assert msg.start_line == "INFO sip:placeholder SIP/2.0"
     assert msg.header("Route") is None and msg.header("X-A") == "1"

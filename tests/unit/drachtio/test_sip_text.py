@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from engine.drachtio.wire import InvalidToken, SipMessage, build_sip_message
+from engine.drachtio.wire import InvalidToken, SipText, build_sip_message
 
 
 def test_headers_are_found_case_insensitively_and_by_compact_form() -> None:
-    msg = SipMessage("INVITE sip:b@h SIP/2.0\r\ni: abc\r\nf: <sip:a@h>;tag=1\r\n"
+    msg = SipText("INVITE sip:b@h SIP/2.0\r\ni: abc\r\nf: <sip:a@h>;tag=1\r\n"
                      "Via: SIP/2.0/UDP h;branch=z9hG4bK1\r\nv: SIP/2.0/UDP g;branch=z9hG4bK2\r\n"
                      "X-Custom:  spaced  \r\nbroken line\r\n\r\n")
     assert msg.header("Call-ID") == "abc"
@@ -22,17 +22,17 @@ def test_headers_are_found_case_insensitively_and_by_compact_form() -> None:
 
 def test_body_keeps_crlf_and_empty_lines() -> None:
     body = "v=0\r\n\r\no=- 1 1 IN IP4 127.0.0.1\r\n"
-    msg = SipMessage("SIP/2.0 200 OK\r\nContent-Type: application/sdp\r\n\r\n" + body)
+    msg = SipText("SIP/2.0 200 OK\r\nContent-Type: application/sdp\r\n\r\n" + body)
     assert msg.body == body
     assert msg.status == 200 and msg.reason == "OK" and not msg.is_request
-    assert SipMessage("MESSAGE sip:a SIP/2.0\r\n\r\nhello").body == "hello"
-    assert SipMessage("OPTIONS sip:a SIP/2.0").body == "" and not SipMessage(
+    assert SipText("MESSAGE sip:a SIP/2.0\r\n\r\nhello").body == "hello"
+    assert SipText("OPTIONS sip:a SIP/2.0").body == "" and not SipText(
         "OPTIONS sip:a SIP/2.0").headers
 
 
 def test_cseq_method_tells_update_answers_apart() -> None:
-    assert SipMessage("SIP/2.0 200 OK\r\nCSeq: 4 update\r\n\r\n").cseq_method == "UPDATE"
-    assert SipMessage("SIP/2.0 200 OK\r\n\r\n").cseq_method is None
+    assert SipText("SIP/2.0 200 OK\r\nCSeq: 4 update\r\n\r\n").cseq_method == "UPDATE"
+    assert SipText("SIP/2.0 200 OK\r\n\r\n").cseq_method is None
 
 
 def test_build_sip_message_counts_body_bytes_and_drops_a_given_content_length() -> None:
@@ -40,7 +40,7 @@ def test_build_sip_message_counts_body_bytes_and_drops_a_given_content_length() 
                              [("Content-Type", "text/plain"), ("Content-Length", "999")], "Grüße")
     assert text == ("MESSAGE sip:a@h SIP/2.0\r\nContent-Type: text/plain\r\n"
                     "Content-Length: 7\r\n\r\nGrüße")
-    assert SipMessage(text).body == "Grüße"
+    assert SipText(text).body == "Grüße"
     assert build_sip_message("SIP/2.0 200 OK", body=b"\xff\x00").endswith("\r\n\r\n\udcff\x00")
 
 
