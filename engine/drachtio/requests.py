@@ -17,6 +17,7 @@ from engine.drachtio.wire import FrameTooLarge
 from engine.errors import SipError
 from engine.log import get_logger
 from engine.ports import Headers, Peer
+from engine.received import ReceivedRequest
 from engine.sip.builders import reason_phrase
 from engine.sip.message import SipRequest
 from engine.transport.requests import header_items
@@ -52,7 +53,7 @@ def response_text(request: SipRequest, status: int, reason: str | None,
     return build_sip_message(start, headers, body)
 
 
-class DrachtioIncomingRequest:
+class DrachtioIncomingRequest(ReceivedRequest):
     """A request received through drachtio and the means to answer it.
 
     ``txn`` is the server's transaction id (the answer goes there); ``dialog`` is set
@@ -60,8 +61,9 @@ class DrachtioIncomingRequest:
     not expose its connections (it reuses an open TCP connection to a peer by itself).
     """
 
-    __slots__ = ("_cancel_cbs", "_port", "cancelled", "dialog", "dialog_id", "final_sent",
-                 "final_status", "message", "reason", "source", "txn")
+    __slots__ = ("dialog", "dialog_id", "txn")
+
+    _port: DrachtioSipPort
 
     flow = None
 
@@ -82,51 +84,6 @@ class DrachtioIncomingRequest:
 
     def __repr__(self) -> str:
         return f"<DrachtioIncomingRequest {self.message.method} {self.message.uri} {self.txn}>"
-
-    # ------------------------------------------------------------------ read access
-
-    @property
-    def method(self) -> str:
-        return self.message.method
-
-    @property
-    def uri(self) -> str:
-        return self.message.uri
-
-    @property
-    def call_id(self) -> str:
-        return self.message.call_id
-
-    @property
-    def body(self) -> bytes:
-        return self.message.body
-
-    def header(self, name: str) -> str | None:
-        return self.message.header(name)
-
-    def header_values(self, name: str) -> list[str]:
-        return self.message.header_values(name)
-
-    # ------------------------------------------------------------------ CANCEL
-
-    def on_cancel(self, callback: Callable[[], None]) -> None:
-        """``callback()`` once when the caller CANCELs (drachtio already sent 200 + 487)."""
-        if self.cancelled:
-            self._port.loop.call_soon(self._port.safe_call, callback, "on_cancel")
-            return
-        if self._cancel_cbs is None:
-            self._cancel_cbs = []
-        self._cancel_cbs.append(callback)
-
-    def mark_cancelled(self) -> None:
-        self.cancelled = True
-        if not self.final_sent:
-            self.final_status = 487
-        self.final_sent = True
-        self._port.answered(self)
-        cbs, self._cancel_cbs = self._cancel_cbs, None
-        for cb in cbs or ():
-            self._port.safe_call(cb, "on_cancel")
 
     # ------------------------------------------------------------------ answering
 

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from engine.errors import SipError
 from engine.log import get_logger
 from engine.ports import Headers, Peer
+from engine.received import ReceivedRequest
 from engine.sip.errors import TransactionStateError
 from engine.sip.message import SipRequest, SipResponse
 from engine.transport.tu import TransactionUser
@@ -33,7 +34,7 @@ def has_header(items: list[tuple[str, str]], *names: str) -> bool:
     return any(n.lower() in wanted for n, _ in items)
 
 
-class EmbeddedIncomingRequest:
+class EmbeddedIncomingRequest(ReceivedRequest):
     """A received request and the means to answer it (one server transaction).
 
     ``dialog`` is set for in-dialog requests (and after ``answer``). ``reason``
@@ -42,8 +43,9 @@ class EmbeddedIncomingRequest:
     ``final_sent`` True and nothing to answer.
     """
 
-    __slots__ = ("_cancel_cbs", "_port", "cancelled", "dialog", "final_sent", "final_status",
-                 "flow", "message", "reason", "source", "tx")
+    __slots__ = ("dialog", "flow", "tx")
+
+    _port: TransactionUser
 
     def __init__(self, port: TransactionUser, message: SipRequest, tx: int | None,
                  source: Peer, flow: str | None, *, final_sent: bool = False,
@@ -62,56 +64,6 @@ class EmbeddedIncomingRequest:
 
     def __repr__(self) -> str:
         return f"<IncomingRequest {self.message.method} {self.message.uri} tx={self.tx}>"
-
-    # ------------------------------------------------------------------ read access
-
-    @property
-    def method(self) -> str:
-        return self.message.method
-
-    @property
-    def uri(self) -> str:
-        """The Request-URI as text."""
-        return self.message.uri
-
-    @property
-    def call_id(self) -> str:
-        return self.message.call_id
-
-    @property
-    def body(self) -> bytes:
-        return self.message.body
-
-    def header(self, name: str) -> str | None:
-        """First value of header ``name`` (case-insensitive, compact forms accepted)."""
-        return self.message.header(name)
-
-    def header_values(self, name: str) -> list[str]:
-        """Every value of ``name``: repeated lines and comma-joined values, in order."""
-        return self.message.header_values(name)
-
-    # ------------------------------------------------------------------ CANCEL
-
-    def on_cancel(self, callback: Callable[[], None]) -> None:
-        """Call ``callback()`` once if the caller CANCELs this INVITE (the stack has
-        already answered 200 to the CANCEL and 487 to the INVITE). Registered after
-        the CANCEL arrived, it is called soon (on the next loop iteration)."""
-        if self.cancelled:
-            self._port.loop.call_soon(self._port.safe_call, callback, "on_cancel")
-            return
-        if self._cancel_cbs is None:
-            self._cancel_cbs = []
-        self._cancel_cbs.append(callback)
-
-    def mark_cancelled(self) -> None:
-        """The stack processed a CANCEL for this INVITE (200 + 487 sent)."""
-        self.cancelled = True
-        if not self.final_sent:
-            self.final_status = 487
-        self.final_sent = True
-        cbs, self._cancel_cbs = self._cancel_cbs, None
-        for cb in cbs or ():
-            self._port.safe_call(cb, "on_cancel")
 
     # ------------------------------------------------------------------ answering
 
