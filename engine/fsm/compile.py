@@ -73,7 +73,8 @@ class _Transition(Transition):
 
     def execute(self, event_data: Any) -> bool:
         for cond in self.conditions:
-            if not cond.check(event_data):
+            # ``Condition.check`` less its callable lookup: ours are bound callables
+            if cond.func(event_data) != cond.target:
                 return False
         for func in self.before:
             func(event_data)
@@ -104,7 +105,7 @@ class _GraphMachine(Machine):
     def remove_model(self, model: Any) -> None:
         return None
 
-    # The three overrides below keep the library's semantics for what we build
+    # The four overrides below keep the library's semantics for what we build
     # (string state names, callables, ``send_event=True``) without its general
     # cases: name-or-Enum lookups, callback resolution from strings and dotted
     # paths, a log call per callback. ``transitions`` calls them ~100 times per
@@ -114,6 +115,12 @@ class _GraphMachine(Machine):
             return self.states[state]
         except (KeyError, TypeError):
             return super().get_state(state)  # its ValueError for an unknown state
+
+    def set_state(self, state: Any, model: Any = None) -> None:
+        if model is not None and state in self.states:  # one model, a state name
+            model.state = state
+        else:
+            super().set_state(state, model)
 
     def callbacks(self, funcs: Any, event_data: Any) -> None:
         for func in funcs:
