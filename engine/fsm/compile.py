@@ -196,10 +196,11 @@ class CompiledMachine:
             states.append(_State(name, on_enter=[_step(ENTER, "enter", name)],
                                  on_exit=[_step(EXIT, "exit", name)], final=sdef.final))
 
+        # Invalid triggers raise (the library's default): the runtime takes only the
+        # events in ``handled[state]``, so one reaching the library is an engine bug.
         self._machine = _GraphMachine(
             model=None, states=states, initial=defn.initial, auto_transitions=False,
-            send_event=True, ignore_invalid_triggers=True, queued=False,
-            name=defn.name,
+            send_event=True, queued=False, name=defn.name,
         )
         handled: dict[str, set[str]] = {n: set() for n in defn.states}
         for sdef in defn.states.values():
