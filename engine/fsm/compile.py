@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, cast
 
-from transitions import Machine, State
+from transitions import Machine, State, Transition
 
 from engine.fsm.definition import ALWAYS_EVENT, CallRef, MachineDef, TransitionDef
 from engine.fsm.registry import Registry
@@ -45,13 +45,13 @@ class BoundTimer:
 
 
 class _State(State):
-    """A state whose enter/exit run our step collectors and nothing else.
+    """A state whose enter/exit run our step collectors and nothing else (the stock
+    methods add a ``debug`` and an ``info`` log call around them).
 
-    The stock methods wrap the callback loop in a ``debug`` and an ``info`` call each,
-    four logger calls per transition on top of the ones ``Machine.callbacks`` makes per
-    callback (overridden below); under load these were a few per cent of the registrar's
-    CPU. The library's remaining calls (six ``debug`` per transition) are level checks
-    only: ``engine.log.configure`` puts the ``transitions`` logger at WARNING."""
+    With ``_Transition`` below and ``_GraphMachine.callbacks``, the library's logging
+    left on the hot path is two ``debug`` calls per event in ``Event.trigger``: level
+    checks only, the ``transitions`` logger is at WARNING (``engine.log.configure``).
+    Before, ~90 logger calls per digest registration, a few per cent of its CPU."""
 
     # the stub types the lists as names or callables; we only ever add callables
     def enter(self, event_data: Any) -> None:
@@ -63,10 +63,39 @@ class _State(State):
             func(event_data)
 
 
+class _Transition(Transition):
+    """``Transition.execute`` for what we build: conditions, ``before`` (our step
+    collector), exit, state change, enter; or only conditions and ``before`` for an
+    internal transition (no target). We never set ``prepare``/``after`` callbacks nor
+    the machine-wide ``before_state_change``/``after_state_change``/``on_final``, so
+    the stock method's other work was empty callback runs and four ``debug`` calls —
+    for ~20 executions per digest registration (guards try candidates in order), 5-10 %
+    of its CPU through the shipped machines."""
+
+    def execute(self, event_data: Any) -> bool:
+        for cond in self.conditions:
+            # ``Condition.check`` less its callable lookup: ours are bound callables
+            if cond.func(event_data) != cond.target:
+                return False
+        for func in self.before:
+            func(event_data)
+        if self.dest is None:  # an internal transition: actions only, no exit or enter
+            return True
+        machine = event_data.machine
+        states = machine.states
+        states[self.source].exit(event_data)
+        machine.set_state(self.dest, event_data.model)
+        dest = states[self.dest]
+        event_data.state = dest
+        dest.enter(event_data)
+        return True
+
+
 class _GraphMachine(Machine):
     """``transitions.Machine`` used as graph and guard evaluator for many models."""
 
     state_cls = _State
+    transition_cls = _Transition
 
     def add_model(self, model: Any, initial: Any = None) -> None:
         # No convenience methods, no O(n) model list: the runtime owns instances.
@@ -79,7 +108,7 @@ class _GraphMachine(Machine):
     def remove_model(self, model: Any) -> None:
         return None
 
-    # The three overrides below keep the library's semantics for what we build
+    # The four overrides below keep the library's semantics for what we build
     # (string state names, callables, ``send_event=True``) without its general
     # cases: name-or-Enum lookups, callback resolution from strings and dotted
     # paths, a log call per callback. ``transitions`` calls them ~100 times per
@@ -89,6 +118,12 @@ class _GraphMachine(Machine):
             return self.states[state]
         except (KeyError, TypeError):
             return super().get_state(state)  # its ValueError for an unknown state
+
+    def set_state(self, state: Any, model: Any = None) -> None:
+        if model is not None and state in self.states:  # one model, a state name
+            model.state = state
+        else:
+            super().set_state(state, model)
 
     def callbacks(self, funcs: Any, event_data: Any) -> None:
         for func in funcs:
@@ -164,10 +199,11 @@ class CompiledMachine:
             states.append(_State(name, on_enter=[_step(ENTER, "enter", name)],
                                  on_exit=[_step(EXIT, "exit", name)], final=sdef.final))
 
+        # Invalid triggers raise (the library's default): the runtime takes only the
+        # events in ``handled[state]``, so one reaching the library is an engine bug.
         self._machine = _GraphMachine(
             model=None, states=states, initial=defn.initial, auto_transitions=False,
-            send_event=True, ignore_invalid_triggers=True, queued=False,
-            name=defn.name,
+            send_event=True, queued=False, name=defn.name,
         )
         handled: dict[str, set[str]] = {n: set() for n in defn.states}
         for sdef in defn.states.values():
