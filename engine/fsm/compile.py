@@ -75,9 +75,9 @@ class _Transition(Transition):
     def execute(self, event_data: Any) -> bool:
         for cond in self.conditions:
             # ``Condition.check`` less its callable lookup: ours are bound callables
-            if cond.func(event_data) != cond.target:
+            if cast("Callable[[Any], bool]", cond.func)(event_data) != cond.target:
                 return False
-        for func in self.before:
+        for func in cast("list[Callable[[Any], None]]", self.before):
             func(event_data)
         if self.dest is None:  # an internal transition: actions only, no exit or enter
             return True
