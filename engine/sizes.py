@@ -62,13 +62,16 @@ def media_sizes(media: Any) -> dict[str, int]:
 
 
 def hooks_sizes(client: Any) -> dict[str, int]:
-    """Webhook client: keep-alive connections (open, idle) and waiters for one."""
-    pool = getattr(client, "_pool", None)
-    if pool is None:
-        return {"hook_conns_open": 0, "hook_conns_idle": 0, "hook_waiters": 0}
-    return {"hook_conns_open": sum(getattr(pool, "_open", {}).values()),
-            "hook_conns_idle": sum(len(q) for q in getattr(pool, "_idle", {}).values()),
-            "hook_waiters": sum(len(q) for q in getattr(pool, "_waiters", {}).values())}
+    """Webhook client: keep-alive connections (open, idle) and waiters for one, over its
+    per-URL pools and the shared one."""
+    pools = list(getattr(client, "_pools", {}).values())
+    if getattr(client, "_shared", None) is not None:
+        pools.append(client._shared)
+    return {"hook_conns_open": sum(sum(getattr(p, "_open", {}).values()) for p in pools),
+            "hook_conns_idle": sum(len(q) for p in pools
+                                   for q in getattr(p, "_idle", {}).values()),
+            "hook_waiters": sum(len(q) for p in pools
+                                for q in getattr(p, "_waiters", {}).values())}
 
 
 def store_sizes(store: Any) -> dict[str, int]:

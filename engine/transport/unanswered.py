@@ -31,6 +31,9 @@ class UnansweredRequests:
         self._timer: asyncio.TimerHandle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
+    def __len__(self) -> int:
+        return len(self._waiting)
+
     def add(self, tx: int, req: EmbeddedIncomingRequest) -> None:
         self._waiting[tx] = (self._clock.monotonic(), req)
 
