@@ -157,6 +157,11 @@ class IncomingRequest(SipMessageView, Protocol):
     def final_sent(self) -> bool: ...
 
     @property
+    def final_status(self) -> int | None:
+        """The final response sent (None before one): for summary lines."""
+        ...
+
+    @property
     def flow(self) -> str | None:
         """Opaque token of the connection the request arrived on (reuse it for TCP peers)."""
         ...

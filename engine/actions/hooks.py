@@ -9,14 +9,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from engine.actions._context import Ctx
 from engine.actions._request import domain, requested_expires, valid_credentials
 from engine.actions.sip import send_reply
+from engine.config.model import HookClient
 from engine.fsm import Outcome, action, guard
 from engine.hooks.callhook import CallHookFailed, wants_fallback
 from engine.hooks.callscript import CallScriptError, callscript_summary, validate_callscript
 from engine.hooks.payloads import callhook_body, reghook_body
 from engine.hooks.reghook import Denied, Granted, HookFailed
 from engine.hooks.templates import CallTemplateError, is_file_callhook
+from engine.machine_vars import DigestAuthVars
 from engine.sip.builders import REASON_PHRASES, reason_phrase
 
 REGHOOK_OUTCOMES = ("hook.granted", "hook.denied", "hook.http_error", "hook.timeout",
@@ -31,7 +34,7 @@ _FAILURE_EVENTS = {
 }
 
 
-def reghook_request(ctx: Any) -> dict[str, Any]:
+def reghook_request(ctx: Ctx[DigestAuthVars]) -> dict[str, Any]:
     """The RegHook body (spec §2.2) with the fixes: realm = domain, expires = requested."""
     req = ctx.vars.req
     creds = valid_credentials(ctx)
@@ -45,13 +48,14 @@ def reghook_request(ctx: Any) -> dict[str, Any]:
 
 
 @action(emits=REGHOOK_OUTCOMES, outcomes=REGHOOK_OUTCOMES)
-async def reghook(ctx: Any, p: Any) -> None:
+async def reghook(ctx: Ctx[DigestAuthVars], p: object) -> None:
     """POST the digest data to the client's RegHook (then to its reghookFallback if the
     RegHook fails); the reply becomes hook.granted, hook.denied, hook.http_error,
     hook.timeout, hook.unreachable, hook.invalid_reply or hook.circuit_open (the URL's
     circuit breaker is open: nothing was sent)."""
     match = ctx.vars.client_match
-    url, fallback = match.url, getattr(match, "fallback", None)
+    assert isinstance(match, HookClient)  # the machine checked config.client_has_reghook
+    url, fallback = match.url, match.fallback
     body = reghook_request(ctx)
     caller = ctx.services.reghook
 
@@ -71,27 +75,27 @@ async def reghook(ctx: Any, p: Any) -> None:
 
 
 @guard()
-def blacklisted(ctx: Any, p: Any) -> bool:
+def blacklisted(ctx: Ctx[DigestAuthVars], p: object) -> bool:
     """The RegHook denied with ``blacklist: true``."""
-    result = getattr(ctx.vars, "hook_result", None)
+    result = ctx.vars.hook_result
     return isinstance(result, Denied) and result.blacklist
 
 
-def _sip_status(ctx: Any) -> int | None:
+def _sip_status(ctx: Ctx[object]) -> int | None:
     status = ctx.event.get("status")
     ok = isinstance(status, int) and 400 <= status <= 699 and status in REASON_PHRASES
     return status if ok else None
 
 
 @guard()
-def status_is_sip(ctx: Any, p: Any) -> bool:
+def status_is_sip(ctx: Ctx[object], p: object) -> bool:
     """The hook's HTTP error status is also a defined SIP failure status (e.g. 404, 503;
     not 418)."""
     return _sip_status(ctx) is not None
 
 
 @action()
-async def relay_status(ctx: Any, p: Any) -> None:
+async def relay_status(ctx: Ctx[DigestAuthVars], p: object) -> None:
     """Answer with the hook's HTTP status as the SIP status (compatible with the original)."""
     status = _sip_status(ctx) or 500
     if status == 401:

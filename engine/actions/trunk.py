@@ -12,8 +12,10 @@ import asyncio
 import ipaddress
 from typing import Any
 
+from engine.actions._context import Ctx
 from engine.actions._request import credentials, domain
 from engine.fsm import Outcome, action, guard
+from engine.machine_vars import DigestAuthVars
 from engine.sip.digest import DigestCredentials
 
 REG_ID_OUTCOMES = ("trunk.reg_id_valid", "trunk.reg_id_unknown", "trunk.reg_id_wrong_source")
@@ -103,7 +105,7 @@ async def use_reg_trunk(ctx: Any, p: Any) -> None:
 
 
 @guard()
-def auth_user_matches(ctx: Any, p: Any) -> bool:
+def auth_user_matches(ctx: Ctx[DigestAuthVars], p: object) -> bool:
     """Some trunk with authType "authentication" has the digest username as authUser."""
     creds = credentials(ctx)
     if not isinstance(creds, DigestCredentials):

@@ -1,0 +1,141 @@
+"""The instance variables of each shipped machine, one dataclass per machine.
+
+``@machine_vars("<machine>")`` tells the runtime which dataclass an instance of that
+machine keeps its variables in (``ctx.vars``); actions say which they work on by
+their context annotation (``ctx: Ctx[RegistrationVars]``), and the loader refuses
+a machine that uses an action whose variables it does not have (E014). The classes
+use ``slots``: a variable that is not declared here cannot be created by a typo.
+
+State a parent and a child share is passed explicitly: the child's dataclass has a
+field the parent fills in at the spawn (``vars={...}``), and what the child finds
+out goes back in its ``done`` event's data (``ctx.result``), never by writing into
+the parent's variables.
+
+The families:
+
+* ``RequestVars``: a machine that handles one incoming request (its ``req``, the
+  domain it is for, its digest credentials, the final response sent for the summary
+  line) — ``digest_auth`` directly; ``registration`` and ``inbound_call`` through
+  ``AuthenticatedVars`` (they spawn ``digest_auth`` and keep what it granted).
+* ``TrunkRegistrationVars``: one outbound registration of ours to a carrier.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from engine.fsm.registry import machine_vars
+
+if TYPE_CHECKING:  # names for annotations only; the actions import this module
+    from engine.actions.media import MediaSession
+    from engine.actions.reg import Grant
+    from engine.config.matching import DialplanMatch
+    from engine.config.model import RegHookResult as ClientMatch
+    from engine.config.model import Trunk
+    from engine.fsm.runtime import Instance
+    from engine.hooks.callscript import CallScript
+    from engine.hooks.reghook import Granted
+    from engine.hooks.reghook import RegHookResult as HookResult
+    from engine.ports import Binding, Dialog, IncomingRequest
+    from engine.sip.digest import DigestCredentials, DigestOutcome
+
+
+class Malformed:
+    """``RequestVars.creds`` when the Authorization header cannot be parsed."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "MALFORMED"
+
+
+MALFORMED = Malformed()
+
+
+@dataclass(slots=True, kw_only=True)
+class RequestVars:
+    """Variables of a machine handling one incoming request."""
+
+    req: IncomingRequest
+    # the Request-URI host (``_request.domain``), or the domain a trunk's reg-id names
+    domain: str | None = None
+    # the digest credentials, parsed once (``_request.credentials``); None: none sent
+    creds: DigestCredentials | Malformed | None = None
+    creds_parsed: bool = False
+    # the expiry the REGISTER asks for, read once (``_request.requested_expires``)
+    requested_expires: int | None = None
+    expires_read: bool = False
+    # the final response this instance sent, for its summary line (``sip.send_reply``)
+    reply_status: int | None = None
+    reply_why: str | None = None
+    reply_challenge: bool = False
+
+
+@machine_vars("digest_auth")
+@dataclass(slots=True, kw_only=True)
+class DigestAuthVars(RequestVars):
+    """``digest_auth``: the spawn passes ``req``, ``domain``, ``proxy`` and ``trunks``
+    (``auth.digest_auth_vars``); the rest is what it finds out, reported to the parent
+    by ``auth.report`` in its result."""
+
+    proxy: bool = False  # 407/Proxy-Authorization instead of 401/Authorization
+    trunks: bool = False  # try the domain's auth trunks (calls only)
+    nonce_outcome: DigestOutcome | None = None  # the password-free checks, once
+    stale: bool = False  # the next challenge says stale=true
+    client_match: ClientMatch | None = None  # the config's client for the From user
+    hook_result: HookResult | None = None  # the RegHook's answer
+    grant: Grant | Granted | None = None  # what authentication allowed
+    auth_trunks: tuple[Trunk, ...] = ()  # trunks whose authUser is the digest username
+    candidate_trunk: Trunk | None = None  # the auth trunk whose password verified
+    granted_trunk: Trunk | None = None  # ... once granted
+
+
+@dataclass(slots=True, kw_only=True)
+class AuthenticatedVars(RequestVars):
+    """A machine that runs ``digest_auth`` for its request (``auth.authenticate``) and
+    keeps the grant and the verified trunk from its result."""
+
+    grant: Grant | Granted | None = None
+    candidate_trunk: Trunk | None = None
+
+
+@machine_vars("registration")
+@dataclass(slots=True, kw_only=True)
+class RegistrationVars(AuthenticatedVars):
+    """``registration``: one REGISTER (the dispatcher passes ``req``)."""
+
+    binding: tuple[str, int] | None = None  # (contact, expires) saved or found
+    removed: bool = False  # the binding was removed (Expires: 0 / Contact: *)
+
+
+@machine_vars("inbound_call")
+@dataclass(slots=True, kw_only=True)
+class CallVars(AuthenticatedVars):
+    """``inbound_call``, the session of one call (the dispatcher passes ``req``): who is
+    calling and where to, the CallScript and the verb running it, the caller's leg."""
+
+    # where the call comes from and goes to
+    trunk: Trunk | None = None  # the carrier trunk it came from (trunk.use_*)
+    trunk_match: str | None = None  # how that trunk was recognised: cidr, reg-id, digest
+    reg_id: str | None = None  # the Request-URI's reg-id parameter
+    caller_binding: Binding | None = None  # the calling client's registration
+    dialled: str | None = None  # the number routed
+    route: DialplanMatch | None = None  # the dialplan entry it matched (CallHook, StatusHook)
+    call_recorded: bool = False  # the live-call record was written
+    # the CallScript and its verbs
+    script: CallScript | None = None
+    verb_index: int = 0
+    current_verb: Instance | None = None
+    count: int = 0  # CallHook retries so far
+    # the caller's (A) leg
+    caller_gone: bool = False  # CANCEL/BYE from the caller, or a verb ended the call
+    a_dialog: Dialog | None = None  # once answered
+    media: MediaSession | None = None  # RTPEngine state, once used
+    connected_before: bool = False  # a connect verb bridged the caller before
+    transferring: bool = False  # a REFER's new script is running
+    leg_call_ids: list[str] = field(default_factory=list)  # every B leg's Call-ID
+
+
+__all__ = ["MALFORMED", "AuthenticatedVars", "CallVars", "DigestAuthVars", "Malformed",
+           "RegistrationVars", "RequestVars", "machine_vars"]
