@@ -18,12 +18,13 @@ The families:
   line) — ``digest_auth`` directly; ``registration`` and ``inbound_call`` through
   ``AuthenticatedVars`` (they spawn ``digest_auth`` and keep what it granted).
 * ``TrunkRegistrationVars``: one outbound registration of ours to a carrier.
+* ``CallVars`` and the verbs', legs' and relays' variables: one call.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from engine.fsm.registry import machine_vars
 
@@ -32,12 +33,12 @@ if TYPE_CHECKING:  # names for annotations only; the actions import this module
     from engine.actions.reg import Grant
     from engine.config.matching import DialplanMatch
     from engine.config.model import RegHookResult as ClientMatch
-    from engine.config.model import Trunk
+    from engine.config.model import RegistrationTarget, Trunk
     from engine.fsm.runtime import Instance
     from engine.hooks.callscript import CallScript
     from engine.hooks.reghook import Granted
     from engine.hooks.reghook import RegHookResult as HookResult
-    from engine.ports import Binding, Dialog, IncomingRequest
+    from engine.ports import Binding, Dialog, IncomingRequest, SipResponse
     from engine.sip.digest import DigestCredentials, DigestOutcome
 
 
@@ -137,5 +138,32 @@ class CallVars(AuthenticatedVars):
     leg_call_ids: list[str] = field(default_factory=list)  # every B leg's Call-ID
 
 
+@machine_vars("trunk_registration")
+@dataclass(slots=True, kw_only=True)
+class TrunkRegistrationVars:
+    """``trunk_registration``: our registration to one carrier (spawned by
+    ``engine.trunks.TrunkRegistrations`` with the trunk, its domain and target, and the
+    identity kept across refreshes)."""
+
+    trunk: Trunk
+    domain: str
+    target: RegistrationTarget  # host, username, password
+    reg_id: str  # the reg-id parameter of our Contact: names this trunk in calls to us
+    call_id: str  # one Call-ID for every REGISTER of this registration
+    from_tag: str
+    transport: str = "udp"
+    cseq: int = 0
+    requested_expires: int = 0  # what the last REGISTER asked for
+    challenge: SipResponse | None = None  # the last 401/407
+    answered_nonces: set[str] = field(default_factory=set)  # never answer one twice (D-20)
+    last_response: SipResponse | None = None  # the last 2xx
+    granted: int = 0  # the registrar's grant, seconds
+    failures: int = 0
+    backoff: float = 0.0  # the next retry's delay
+    lease_held: bool = False  # this engine holds the trunk's lease (engine/lease.py)
+    lease_renewed: float = 0.0
+    status: dict[str, Any] = field(default_factory=dict)  # what the API shows
+
+
 __all__ = ["MALFORMED", "AuthenticatedVars", "CallVars", "DigestAuthVars", "Malformed",
-           "RegistrationVars", "RequestVars", "machine_vars"]
+           "RegistrationVars", "RequestVars", "TrunkRegistrationVars", "machine_vars"]
