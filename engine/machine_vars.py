@@ -24,21 +24,30 @@ The families:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from engine.fsm.registry import machine_vars
 
 if TYPE_CHECKING:  # names for annotations only; the actions import this module
+    import asyncio
+
+    from engine.actions.leg import LegSpec
     from engine.actions.media import MediaSession
     from engine.actions.reg import Grant
     from engine.config.matching import DialplanMatch
     from engine.config.model import RegHookResult as ClientMatch
     from engine.config.model import RegistrationTarget, Trunk
     from engine.fsm.runtime import Instance
-    from engine.hooks.callscript import CallScript
+    from engine.hooks.callscript import (
+        AnnounceVerb,
+        CallScript,
+        ConnectVerb,
+        PauseVerb,
+        ResponseVerb,
+    )
     from engine.hooks.reghook import Granted
     from engine.hooks.reghook import RegHookResult as HookResult
-    from engine.ports import Binding, Dialog, IncomingRequest, SipResponse
+    from engine.ports import Binding, ClientLeg, Dialog, IncomingRequest, SipResponse
     from engine.sip.digest import DigestCredentials, DigestOutcome
 
 
@@ -114,7 +123,8 @@ class RegistrationVars(AuthenticatedVars):
 @dataclass(slots=True, kw_only=True)
 class CallVars(AuthenticatedVars):
     """``inbound_call``, the session of one call (the dispatcher passes ``req``): who is
-    calling and where to, the CallScript and the verb running it, the caller's leg."""
+    calling and where to, the CallScript and the verb running it. What its verbs share
+    with it is ``call`` (created when the first verb starts), never these variables."""
 
     # where the call comes from and goes to
     trunk: Trunk | None = None  # the carrier trunk it came from (trunk.use_*)
@@ -129,13 +139,116 @@ class CallVars(AuthenticatedVars):
     verb_index: int = 0
     current_verb: Instance | None = None
     count: int = 0  # CallHook retries so far
-    # the caller's (A) leg
     caller_gone: bool = False  # CANCEL/BYE from the caller, or a verb ended the call
-    a_dialog: Dialog | None = None  # once answered
-    media: MediaSession | None = None  # RTPEngine state, once used
-    connected_before: bool = False  # a connect verb bridged the caller before
-    transferring: bool = False  # a REFER's new script is running
+    call: CallShared | None = None  # shared with the verbs, their legs and relays
+
+
+@dataclass(slots=True, kw_only=True)
+class CallShared:
+    """What the instances of one call share, passed explicitly: ``session.start_verb``
+    creates it (the routing facts are final by then) and gives it to each verb at the
+    spawn (``call``); a connect verb gives it to its legs and relays. The first fields
+    are fixed; the others record the caller's (A) leg and are written by the instance
+    that changes it (answers, bridges, offers media)."""
+
+    session: Instance  # the inbound_call instance: a.* requests and media.lost go there
+    req: IncomingRequest  # the caller's INVITE
+    domain: str
+    route: DialplanMatch | None
+    trunk: Trunk | None  # with caller_binding: the caller's codecs and dialplan
+    caller_binding: Binding | None
+    a_dialog: Dialog | None = None  # the caller's dialog, once answered
+    media: MediaSession | None = None  # RTPEngine state of the call, once used
+    connected_before: bool = False  # a connect verb bridged the caller already
+    transferring: bool = False  # a REFER's new script runs: its connect re-INVITEs
     leg_call_ids: list[str] = field(default_factory=list)  # every B leg's Call-ID
+
+
+class OnCall(Protocol):
+    """The variables of any instance acting in a call for the session (a verb, a call leg,
+    a relay): the call's shared record it was given."""
+
+    call: CallShared
+
+
+@dataclass(slots=True, kw_only=True)
+class VerbVars:
+    """A verb machine (machines/verbs/*.yaml): the call it acts in, and (in each verb's
+    own class) its CallScript verb; both given by ``session.start_verb``. A verb ends
+    with its result for the session (``caller_gone``; a transfer's ``script``)."""
+
+    call: CallShared
+
+
+@machine_vars("verb_pause")
+@dataclass(slots=True, kw_only=True)
+class PauseVars(VerbVars):
+    verb: PauseVerb
+
+
+@machine_vars("verb_response")
+@dataclass(slots=True, kw_only=True)
+class ResponseVars(VerbVars):
+    verb: ResponseVerb
+
+
+@machine_vars("verb_announce")
+@dataclass(slots=True, kw_only=True)
+class AnnounceVars(VerbVars):
+    verb: AnnounceVerb
+    media_file: str | None = None  # the announcement as RTPEngine reads it
+    duration_ms: int | None = None  # how long it plays, as RTPEngine reports
+
+
+@machine_vars("verb_connect")
+@dataclass(slots=True, kw_only=True)
+class ConnectVars(VerbVars):
+    """``verb_connect``: ring the destinations, bridge the first that answers."""
+
+    verb: ConnectVerb
+    specs: list[LegSpec] = field(default_factory=list)  # the resolved destinations
+    legs: dict[int, Instance] = field(default_factory=dict)  # call_leg per spec index
+    winner: int | None = None  # the index of the leg that answered
+    ringback_task: asyncio.Task[None] | None = None
+    ringback_on: bool = False
+    caller_ack: IncomingRequest | None = None  # a late-offer caller's ACK (its answer)
+    media_lost: dict[str, Any] | None = None  # the media.lost being repaired
+    refer_req: IncomingRequest | None = None  # a transfer's REFER
+    refer_target: str | None = None  # ... and the number it transfers to
+
+
+@machine_vars("call_leg")
+@dataclass(slots=True, kw_only=True)
+class LegVars:
+    """``call_leg``: one destination rung by a connect verb (spawned with ``call``, the
+    ``verb``, the resolved ``spec`` and its RTPEngine ``branch``)."""
+
+    call: CallShared
+    verb: ConnectVerb
+    spec: LegSpec
+    index: int
+    dest_text: str  # what StatusHook events call it
+    branch: str
+    offer_sdp: bytes | None = None  # what RTPEngine offers the callee
+    client_leg: ClientLeg | None = None  # the INVITE in progress
+    dialog: Dialog | None = None  # once answered
+    leg_call_id: str | None = None
+
+
+@machine_vars("reinvite_relay")
+@dataclass(slots=True, kw_only=True)
+class RelayVars:
+    """``reinvite_relay``: one re-INVITE/UPDATE relayed across the bridge (spawned with
+    ``call``, the request, whether the B side sent it, and the winning ``leg``)."""
+
+    call: CallShared
+    req: IncomingRequest
+    from_b: bool
+    leg: Instance | None
+    offered: bool = False  # relay.offer ran: relay_sdp is RTPEngine's (None: nothing)
+    relay_sdp: bytes | None = None
+    other_answer: bytes | None = None  # the other side's answer
+    reply_sdp: bytes | None = None  # the answer for the sender, through RTPEngine
 
 
 @machine_vars("trunk_registration")
@@ -165,5 +278,7 @@ class TrunkRegistrationVars:
     status: dict[str, Any] = field(default_factory=dict)  # what the API shows
 
 
-__all__ = ["MALFORMED", "AuthenticatedVars", "CallVars", "DigestAuthVars", "Malformed",
-           "RegistrationVars", "RequestVars", "TrunkRegistrationVars", "machine_vars"]
+__all__ = ["MALFORMED", "AnnounceVars", "AuthenticatedVars", "CallShared", "CallVars",
+           "ConnectVars", "DigestAuthVars", "LegVars", "Malformed", "OnCall", "PauseVars",
+           "RegistrationVars", "RelayVars", "RequestVars", "ResponseVars",
+           "TrunkRegistrationVars", "VerbVars", "machine_vars"]

@@ -296,6 +296,16 @@ class MediaPort(Protocol):
 
     async def query(self, *, call_id: str) -> Mapping[str, Any]: ...
 
+    def watch(self, call_id: str, on_lost: Callable[[str, str], None]) -> None:
+        """Call ``on_lost(instance, why)`` if RTPEngine loses ``call_id``'s session."""
+        ...
+
+    def unwatch(self, call_id: str) -> None: ...
+
+    def forget(self, call_id: str) -> None:
+        """Place ``call_id``'s next offer on any healthy instance (after a loss)."""
+        ...
+
     async def resolve(self, url: str) -> str:
         """Turn an announce/ringtone URL (``file:``/``http(s):``) into an absolute local
         path RTPEngine can read (confined, fetched, normalised, cached)."""

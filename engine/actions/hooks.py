@@ -6,12 +6,14 @@ not this code, says which SIP status each outcome gets.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 from engine.actions._context import Ctx
 from engine.actions._request import domain, requested_expires, valid_credentials
 from engine.actions.sip import send_reply
+from engine.config.matching import DialplanMatch
 from engine.config.model import HookClient
 from engine.fsm import Outcome, action, guard
 from engine.hooks.callhook import CallHookFailed, wants_fallback
@@ -19,7 +21,7 @@ from engine.hooks.callscript import CallScriptError, callscript_summary, validat
 from engine.hooks.payloads import callhook_body, reghook_body
 from engine.hooks.reghook import Denied, Granted, HookFailed
 from engine.hooks.templates import CallTemplateError, is_file_callhook
-from engine.machine_vars import DigestAuthVars
+from engine.machine_vars import CallVars, DigestAuthVars
 from engine.sip.builders import REASON_PHRASES, reason_phrase
 
 REGHOOK_OUTCOMES = ("hook.granted", "hook.denied", "hook.http_error", "hook.timeout",
@@ -129,24 +131,27 @@ CALLHOOK_OUTCOMES = ("script.ready", "script.timeout", "script.unreachable",
 SCRIPT_OUTCOMES = (*CALLHOOK_OUTCOMES, "script.no_route")
 
 
-def callhook_request(ctx: Any) -> dict[str, Any]:
+def callhook_request(ctx: Ctx[CallVars]) -> dict[str, Any]:
     """The CallHook body (spec §5.1): ``source`` for a trunk is only ``{id, name}`` (S-4);
     the caller's digest credentials are not passed on. ``refer`` is ``false`` on every
     ordinary fetch, as the original sends it (webhook apps test ``body.refer === false``)."""
     req = ctx.vars.req
     msg = req.message
-    trunk = getattr(ctx.vars, "trunk", None)
+    trunk = ctx.vars.trunk
     headers = [(n, v) for n, v in msg.headers
                if n.lower() not in ("authorization", "proxy-authorization")]
     return callhook_body(
         domain=domain(ctx), from_user=msg.from_.uri.user, to_user=ctx.vars.dialled,
         call_id=req.call_id, source_address=req.source.host, headers=headers,
         source="client" if trunk is None else trunk.public_view(),
-        refer=False, count=getattr(ctx.vars, "count", 0),
+        refer=False, count=ctx.vars.count,
     )
 
 
-def fetch_callscript(ctx: Any, body: dict[str, Any], route: Any) -> None:
+Route = DialplanMatch | None | Callable[[], Awaitable[DialplanMatch | None]]
+
+
+def fetch_callscript(ctx: Ctx[object], body: dict[str, Any], route: Route) -> None:
     """Start fetching a CallScript for ``body``: ``route`` is the DialplanMatch (or an async
     function returning it) naming the CallHook. Ends with script.ready, one event per kind
     of failure (``CALLHOOK_FAILURES``; script.invalid for a reply or file template that is
@@ -158,7 +163,7 @@ def fetch_callscript(ctx: Any, body: dict[str, Any], route: Any) -> None:
         if match is None:
             return Outcome("script.no_route", {"why": "no dialplan match"})
         outcome = await script_from(match.call_hook)
-        fallback = getattr(match, "call_hook_fallback", None)
+        fallback = match.call_hook_fallback
         failure = outcome.data or {}
         if (outcome.event != "script.ready" and fallback and fallback != match.call_hook
                 and failure.get("try_fallback", True)):
@@ -199,7 +204,7 @@ def fetch_callscript(ctx: Any, body: dict[str, Any], route: Any) -> None:
 
 
 @action(emits=CALLHOOK_OUTCOMES, outcomes=CALLHOOK_OUTCOMES)
-async def callhook(ctx: Any, p: Any) -> None:
+async def callhook(ctx: Ctx[CallVars], p: object) -> None:
     """Fetch the CallScript: POST the CallHook (bounded by CALLHOOK_TIMEOUT) or render its
     ``file:`` template, then validate it → script.ready, or what went wrong:
     script.timeout, script.unreachable, script.http_error, script.circuit_open,
@@ -215,6 +220,6 @@ class ScriptFailure:
 
 
 @action(params=ScriptFailure)
-async def reply_script_failure(ctx: Any, p: ScriptFailure) -> None:
+async def reply_script_failure(ctx: Ctx[CallVars], p: ScriptFailure) -> None:
     """Reject the call because no usable CallScript came back; X-Reason names the cause."""
     await send_reply(ctx, p.status, p.reason, why=ctx.event.get("why") or "CallHook failed")

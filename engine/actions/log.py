@@ -12,7 +12,13 @@ from typing import Any
 from engine.actions._context import Ctx
 from engine.fsm import action
 from engine.log import get_logger
-from engine.machine_vars import CallVars, RegistrationVars, RequestVars
+from engine.machine_vars import (
+    CallVars,
+    LegVars,
+    RegistrationVars,
+    RequestVars,
+    TrunkRegistrationVars,
+)
 from engine.sip.digest import DigestCredentials
 
 # -------------------------------------------------------------------------- log.*
@@ -67,23 +73,23 @@ def compile_template(message: str) -> tuple[_Part, ...]:
     return tuple(parts)
 
 
-def _root_vars(ctx: Any) -> Any:
+def _root_vars(ctx: Ctx[object]) -> object:
     """The variables of the instance that owns the call's request (the root ancestor)."""
-    node = ctx
-    for _ in range(16):
-        parent = getattr(node, "parent", None)
-        if parent is None:
+    vars_: object = ctx.vars
+    node = ctx.parent
+    for _ in range(16):  # bounded: parents form a short chain (call → verb → leg)
+        if node is None:
             break
-        node = parent
-    return node.vars
+        vars_, node = node.vars, node.parent
+    return vars_
 
 
-def template_value(ctx: Any, name: str) -> Any:
+def template_value(ctx: Ctx[object], name: str) -> Any:
     """The value of TEMPLATE_FIELDS' ``name`` for instance ``ctx`` (None when it has none)."""
     if name == "call_id":
         return ctx.call_id
     if name == "leg_call_id":
-        return getattr(ctx.vars, "leg_call_id", None)
+        return ctx.vars.leg_call_id if isinstance(ctx.vars, LegVars) else None
     if name == "machine":
         return ctx.machine.label
     if name == "state":
@@ -93,25 +99,23 @@ def template_value(ctx: Any, name: str) -> Any:
     if name == "instance":
         return ctx.id
     root = _root_vars(ctx)
-    req = getattr(root, "req", None)
-    msg = getattr(req, "message", None)
-    if name == "status":
-        status = ctx.event.get("status")
-        if status is None and req is not None:
-            status = getattr(req, "final_status", None) or getattr(root, "reply_status", None)
-        return status
     if name == "trunk":
-        trunk = getattr(root, "trunk", None)
-        return getattr(trunk, "display_name", None)
+        trunk = root.trunk if isinstance(root, CallVars | TrunkRegistrationVars) else None
+        return trunk.display_name if trunk is not None else None
+    if not isinstance(root, RequestVars):
+        return ctx.event.get("status") if name == "status" else None
+    req = root.req
+    msg = req.message
+    if name == "status":
+        return ctx.event.get("status") or req.final_status or root.reply_status
     if name == "domain":
-        return getattr(root, "domain", None) or (msg.to.uri.host if msg is not None else None)
+        return root.domain or msg.to.uri.host
     if name == "to":
-        return getattr(root, "dialled", None) or (msg.to.uri.user if msg is not None else None)
+        return (root.dialled if isinstance(root, CallVars) else None) or msg.to.uri.user
     if name == "from":
-        return msg.from_.uri.user if msg is not None else None
+        return msg.from_.uri.user
     if name == "source":
-        src = getattr(req, "source", None)
-        return f"{src.host}:{src.port}" if src is not None else None
+        return f"{req.source.host}:{req.source.port}"
     return None
 
 
@@ -222,8 +226,9 @@ async def summary(ctx: Ctx[RequestVars], p: SummaryParams) -> None:
         fields["trunk"] = v.trunk.display_name
     if isinstance(v.creds, DigestCredentials):
         fields["username"] = v.creds.username
-    if isinstance(v, CallVars) and v.leg_call_ids:
-        fields["legs"] = list(v.leg_call_ids)  # the B legs' Call-IDs: grep either, find the call
+    if isinstance(v, CallVars) and v.call is not None and v.call.leg_call_ids:
+        # the B legs' Call-IDs: grep on either finds the call
+        fields["legs"] = list(v.call.leg_call_ids)
     if v.reply_why and outcome != "challenged":
         fields["why"] = v.reply_why
     if level == logging.INFO:

@@ -19,7 +19,8 @@ from __future__ import annotations
 import dataclasses
 import difflib
 from collections.abc import Iterable
-from typing import Any
+from types import UnionType
+from typing import Any, Union, get_args, get_origin
 
 import jsonschema
 
@@ -120,17 +121,24 @@ class Checker:
         have = self.registry.vars_types.get(self.defn.name)
         if have is None:
             return  # a machine without declared variables (only the fsm tests' ad-hoc ones)
-        if getattr(wanted, "_is_protocol", False):
-            fields = {f.name for f in dataclasses.fields(have)}
-            missing = sorted(n for n in _protocol_fields(wanted) if n not in fields)
-            if missing:
-                self.err("E014", ref.path,
-                         f"{ref.kind} {ref.name} uses variable(s) {', '.join(missing)}, which "
-                         f"{have.__name__} (machine {self.defn.name!r}) does not have")
-        elif not (isinstance(wanted, type) and issubclass(have, wanted)):
+        # a union (``Ctx[CallVars | VerbVars]``): the machine's variables fit one of them
+        options = get_args(wanted) if get_origin(wanted) in (Union, UnionType) else (wanted,)
+        if any(isinstance(o, type) and not getattr(o, "_is_protocol", False)
+               and issubclass(have, o) for o in options):
+            return
+        protocols = [o for o in options if getattr(o, "_is_protocol", False)]
+        fields = {f.name for f in dataclasses.fields(have)}
+        missing = [sorted(n for n in _protocol_fields(o) if n not in fields) for o in protocols]
+        if any(not m for m in missing):
+            return
+        if len(options) == 1 and missing:
             self.err("E014", ref.path,
-                     f"{ref.kind} {ref.name} works on {_name(wanted)}, not on "
-                     f"{have.__name__} (the variables of machine {self.defn.name!r})")
+                     f"{ref.kind} {ref.name} uses variable(s) {', '.join(missing[0])}, which "
+                     f"{have.__name__} (machine {self.defn.name!r}) does not have")
+        else:
+            self.err("E014", ref.path,
+                     f"{ref.kind} {ref.name} works on {' or '.join(map(_name, options))}, not "
+                     f"on {have.__name__} (the variables of machine {self.defn.name!r})")
 
     def check_targets(self) -> None:
         names = self.defn.states

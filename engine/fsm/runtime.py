@@ -499,7 +499,7 @@ class Instance:
         without this every finished call would wait for the cyclic garbage collector
         instead of being freed at once. Its state, result and trace stay readable."""
         self.event = _NO_EVENT
-        drop_vars(self.vars, _refers_to_instances)
+        drop_vars(self.vars, lambda value: isinstance(value, Instance))
 
     def __repr__(self) -> str:
         return f"<Instance {self.id} {self.machine.label} state={self.state} {self.status}>"
@@ -526,12 +526,6 @@ async def _finish_coroutine(coro: Coroutine[Any, Any, Any], blocked_on: Any) -> 
             blocked_on = coro.send(None)
         except StopIteration:
             return
-
-
-def _refers_to_instances(value: Any) -> bool:
-    if isinstance(value, Instance):
-        return True
-    return isinstance(value, dict) and any(isinstance(v, Instance) for v in value.values())
 
 
 class Runtime:

@@ -24,16 +24,25 @@ def build_vars(vars_type: type | None, machine: str, values: dict[str, Any]) -> 
         raise TypeError(f"vars of machine {machine!r} ({vars_type.__name__}): {exc}") from None
 
 
-def drop_vars(values: Any, matches: Callable[[Any], bool]) -> None:
-    """Forget every variable whose value ``matches`` (an ended instance lets go of the
-    instances it knew). A dataclass field is reset to None (a dict to empty), keeping the
-    variable readable; a namespace attribute is deleted."""
+def drop_vars(values: Any, is_instance: Callable[[Any], bool]) -> None:
+    """Forget every variable that refers to an instance (an ended instance lets go of the
+    instances it knew): an instance, a dict of them, or a record holding one (a call's
+    shared record names its session). A dataclass field is reset to None (a dict to
+    empty), keeping the variable readable; a namespace attribute is deleted."""
+    def refers(value: Any) -> bool:
+        if is_instance(value):
+            return True
+        if isinstance(value, dict):
+            return any(is_instance(v) for v in value.values())
+        return (dataclasses.is_dataclass(value) and not isinstance(value, type)
+                and any(is_instance(getattr(value, f.name)) for f in dataclasses.fields(value)))
+
     if isinstance(values, SimpleNamespace):
         for key, value in list(values.__dict__.items()):
-            if matches(value):
+            if refers(value):
                 delattr(values, key)
         return
     for f in dataclasses.fields(values):
         value = getattr(values, f.name)
-        if matches(value):
+        if refers(value):
             setattr(values, f.name, {} if isinstance(value, dict) else None)
