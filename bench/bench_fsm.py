@@ -4,7 +4,10 @@ A PBX creates several instances per call (pipeline, session, verbs, legs), so
 instance creation + a transition must stay far below a millisecond. Prints
 µs per instance and instances/s for: spawn + one transition with an action;
 a 6-step flow with guards, an always-decision and an ``after`` timer armed
-and cancelled (closer to a real call leg).
+and cancelled (closer to a real call leg). Both are driven by ``await
+inst.send``; ``posted`` runs the flow again with every event ``post``ed from
+outside (how the daemon's SIP, timer and webhook callbacks deliver them), in
+batches of instances with one loop turn per event.
 
     .venv/bin/python bench/bench_fsm.py [--n 50000]
 """
@@ -104,7 +107,36 @@ async def run(n: int) -> None:
         print(f"{name:5s}: {n} instances, {transitions} transitions each: "
               f"{wall / n * 1e6:7.1f} µs/instance  {n / wall:9.0f} instances/s  "
               f"({cpu / n * 1e6:.1f} µs CPU)")
+    await run_posted(rt, n)
     assert not rt.live
+
+
+async def run_posted(rt: Runtime, n: int, batch: int = 1000) -> None:
+    """The flow with each event posted by a loop callback: one loop turn per event for a
+    batch of instances, so the figure includes how ``post`` gets the event processed."""
+    events = ["start", "answer", "hangup"]
+
+    async def rounds(count: int) -> None:
+        for _ in range(count // batch):
+            insts = [rt.spawn("flow") for _ in range(batch)]
+            for ev in events:
+                for inst in insts:
+                    inst.post(ev)
+                await asyncio.sleep(0)
+            for inst in insts:
+                assert inst.done, inst
+
+    await rounds(2 * batch)  # warm-up
+    gc.collect()
+    n -= n % batch
+    t0 = time.perf_counter()
+    c0 = time.process_time()
+    await rounds(n)
+    wall = time.perf_counter() - t0
+    cpu = time.process_time() - c0
+    print(f"posted: {n} instances, 4 transitions each: "
+          f"{wall / n * 1e6:7.1f} µs/instance  {n / wall:9.0f} instances/s  "
+          f"({cpu / n * 1e6:.1f} µs CPU)")
 
 
 def main() -> None:

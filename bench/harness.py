@@ -126,7 +126,12 @@ def services(config: dict, *, env: dict[str, str] | None = None, webhooks: bool 
                           "WEBPORT": "0", **(env or {})}
             if daemon_env["WEBPORT"] == "auto":
                 daemon_env["WEBPORT"] = str(free_port())
-            daemon = spawn("pbx", [sys.executable, "-m", "engine", "run"], workdir, daemon_env)
+            # BENCH_CPROFILE=path: the daemon runs under cProfile and writes its stats there
+            # when it exits (py-spy cannot read every interpreter build)
+            profile = os.environ.get("BENCH_CPROFILE")
+            argv = [sys.executable, *(["-m", "cProfile", "-o", profile] if profile else []),
+                    "-m", "engine", "run"]
+            daemon = spawn("pbx", argv, workdir, daemon_env)
             procs.append(daemon)
             wait_for(lambda d=daemon: b'"ready"' in d.log.read_bytes()
                      or d.proc.poll() is not None, 30, "daemon")

@@ -104,7 +104,6 @@ class App:
         self.settings = settings
         self.components = components
         self._stop = asyncio.Event()
-        self._reload_requested = False
         self.started: list[Component] = []
         self.draining = False
         self._reloading = asyncio.Lock()

@@ -27,8 +27,10 @@ _EXTENSION_MODULES: tuple[str, ...] = (
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    import engine.actions  # noqa: F401 - registers the shipped actions
     from engine.fsm.loader import load_file, machine_files
+    from engine.vocabulary import load_vocabulary
+
+    load_vocabulary()
 
     roots = args.paths or [_machines_root()]
     files = machine_files(*roots)
@@ -91,9 +93,11 @@ def _find_machine(name_or_path: str) -> Path:
 
 
 def cmd_render(args: argparse.Namespace) -> int:
-    import engine.actions  # noqa: F401
     from engine.fsm.loader import load_file
     from engine.fsm.render import render
+    from engine.vocabulary import load_vocabulary
+
+    load_vocabulary()
 
     try:
         path = _find_machine(args.machine)
@@ -153,10 +157,9 @@ def cmd_settings(args: argparse.Namespace) -> int:
 
 
 def cmd_actions(args: argparse.Namespace) -> int:
-    import engine.actions  # noqa: F401
-    from engine.fsm.registry import REGISTRY
+    from engine.vocabulary import load_vocabulary
 
-    info = REGISTRY.describe()
+    info = load_vocabulary().describe()
     if args.json:
         print(json.dumps(info, indent=2))
         return 0

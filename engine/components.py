@@ -248,9 +248,11 @@ class MachinesComponent(Component):
     name = "machines"
 
     def __init__(self, services: Services):
-        import engine.actions  # noqa: F401 - registers the shipped actions
         from engine.fsm.loader import MachineLibrary
         from engine.fsm.runtime import Runtime
+        from engine.vocabulary import load_vocabulary
+
+        load_vocabulary()
 
         self.library = MachineLibrary(services.settings.machines_path)
         self.runtime = services.runtime = Runtime(self.library, services, services.clock,
@@ -306,8 +308,8 @@ class SipComponent(Component):
             from engine.transport.port import EmbeddedSipPort
 
             self.port = EmbeddedSipPort.from_settings(settings)
-            if services.metrics is not None:  # SIP counters from the embedded endpoint
-                services.metrics.attach_sip(self.port.core)
+        if services.metrics is not None:  # SIP counters: the embedded endpoint, or drachtio's port
+            services.metrics.attach_sip(self.port if self.backend == "drachtio" else self.port.core)
         services.sip = self.port
         self.dispatcher = services.dispatcher = SipDispatcher(services.runtime, self.port,
                                                               health=services.health)

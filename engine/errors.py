@@ -96,7 +96,3 @@ class HookError(TransportError):
         #       | "payload" | "closed" | "error"
         self.kind = kind
         super().__init__(message)
-
-
-class ActionError(EngineError):
-    """An action could not do its job; becomes an ``error`` event for the machine."""

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from engine.store.resp import RespClient, Script
+from engine.store.resp import LuaScript, RespClient
 
 # KEYS[1] lease, KEYS[2] standby zset; ARGV[1] owner; ARGV[2] ttl ms. 1 = held by ARGV[1]
 # now; 0 = by another (ARGV[1] is then recorded as standing by, until Redis time + ttl).
@@ -81,9 +81,9 @@ class Leases:
         self.owner = owner
         self.ttl = ttl
         self._ttl_ms = max(1, int(ttl * 1000))
-        self._take = Script(client, _TAKE_OR_RENEW)
-        self._release = Script(client, _RELEASE)
-        self._standing_by = Script(client, _STANDING_BY)
+        self._take = LuaScript(client, _TAKE_OR_RENEW)
+        self._release = LuaScript(client, _RELEASE)
+        self._standing_by = LuaScript(client, _STANDING_BY)
 
     async def take_or_renew(self, domain: str, trunk_id: str) -> bool:
         """Hold the trunk's lease for another ``ttl``; False = another engine holds it

@@ -47,7 +47,7 @@ if TYPE_CHECKING:  # names for annotations only; the actions import this module
     )
     from engine.hooks.reghook import Granted
     from engine.hooks.reghook import RegHookResult as HookResult
-    from engine.ports import Binding, ClientLeg, Dialog, IncomingRequest, SipResponse
+    from engine.ports import Binding, ClientLeg, Dialog, IncomingRequest, SipResponseView
     from engine.sip.digest import DigestCredentials, DigestOutcome
 
 
@@ -267,9 +267,9 @@ class TrunkRegistrationVars:
     transport: str = "udp"
     cseq: int = 0
     requested_expires: int = 0  # what the last REGISTER asked for
-    challenge: SipResponse | None = None  # the last 401/407
+    challenge: SipResponseView | None = None  # the last 401/407
     answered_nonces: set[str] = field(default_factory=set)  # never answer one twice (D-20)
-    last_response: SipResponse | None = None  # the last 2xx
+    last_response: SipResponseView | None = None  # the last 2xx
     granted: int = 0  # the registrar's grant, seconds
     failures: int = 0
     backoff: float = 0.0  # the next retry's delay

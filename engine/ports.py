@@ -64,7 +64,7 @@ class SipMessageView(Protocol):
         ...
 
 
-class SipResponse(SipMessageView, Protocol):
+class SipResponseView(SipMessageView, Protocol):
     @property
     def status(self) -> int: ...
 
@@ -105,14 +105,14 @@ class Dialog(Protocol):
         """Send BYE and wait for its final response (or time-out); never raises on failure."""
         ...
 
-    async def reinvite(self, *, sdp: bytes | None, headers: Headers = ()) -> SipResponse:
+    async def reinvite(self, *, sdp: bytes | None, headers: Headers = ()) -> SipResponseView:
         """Send a re-INVITE, ACK a 2xx, return the final response."""
         ...
 
     async def request(
         self, method: str, *, headers: Headers = (), body: bytes = b"",
         content_type: str | None = None,
-    ) -> SipResponse:
+    ) -> SipResponseView:
         """Any in-dialog request (INFO, REFER, NOTIFY, UPDATE, OPTIONS, MESSAGE)."""
         ...
 
@@ -187,6 +187,10 @@ class IncomingRequest(SipMessageView, Protocol):
 class ClientLeg(Protocol):
     """An outgoing INVITE in progress (one branch of a fork)."""
 
+    # the call's (A leg's) Call-ID, set by the call leg: the SIP layer's log lines about
+    # this INVITE name the call as well as the leg
+    a_call_id: str | None
+
     @property
     def call_id(self) -> str: ...
 
@@ -230,7 +234,7 @@ class SipPort(Protocol):
         self, uri: str, method: str, *, headers: Headers = (), body: bytes = b"",
         content_type: str | None = None, proxy: str | None = None,
         auth: Credentials | None = None, flow: str | None = None,
-    ) -> SipResponse:
+    ) -> SipResponseView:
         """Send a non-INVITE request outside a dialog and return its final response
         (a local 408 on timeout). With ``auth`` a 401/407 is answered once automatically;
         without it the challenge is returned to the caller."""
@@ -239,7 +243,7 @@ class SipPort(Protocol):
     def invite(
         self, uri: str, *, sdp: bytes | None, headers: Headers = (), proxy: str | None = None,
         auth: Credentials | None = None, flow: str | None = None,
-        on_provisional: Callable[[SipResponse], None] | None = None,
+        on_provisional: Callable[[SipResponseView], None] | None = None,
     ) -> ClientLeg:
         """Start an INVITE client leg; 1xx (except 100) go to ``on_provisional``."""
         ...

@@ -9,13 +9,14 @@ import argparse
 import sys
 from pathlib import Path
 
-import engine.actions  # noqa: F401 - registers the shipped actions
 from engine.fsm.loader import load_file, machine_files
 from engine.fsm.render import render
 from engine.paths import machines_dir
+from engine.vocabulary import load_vocabulary
 
 
 def main() -> int:
+    load_vocabulary()
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--format", default="svg", choices=("svg", "png", "dot"))
     ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parent.parent

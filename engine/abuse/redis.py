@@ -32,7 +32,7 @@ from engine.abuse.policy import (
     source_ban_key,
     source_failures_key,
 )
-from engine.store.resp import RespClient, Script
+from engine.store.resp import LuaScript, RespClient
 
 # KEYS: nonce, source, aor, aor_guard, source_ban, pair_ban
 # ARGV: window, source max, aor max, ban secs, nonce ttl, source, domain, user, now
@@ -72,7 +72,7 @@ class RedisAbuseCounters:
 
     def __init__(self, client: RespClient):
         self._client = client
-        self._record = Script(client, _RECORD_FAILURE)
+        self._record = LuaScript(client, _RECORD_FAILURE)
 
     async def read(self, keys: FailureKeys) -> tuple[Any, Any, Any]:
         """(source ban, pair ban, nonce failures) — one MGET."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from engine.actions._context import Ctx
 from engine.actions._request import domain, from_user
-from engine.config.model import HookClient, PasswordClient, RegHookResult
+from engine.config.model import PasswordClient, RegHookClient, RegHookResult
 from engine.fsm import guard
 from engine.machine_vars import DigestAuthVars, RequestVars
 
@@ -28,7 +28,7 @@ def domain_known(ctx: Ctx[RequestVars], p: object) -> bool:
 @guard()
 def client_has_reghook(ctx: Ctx[DigestAuthVars], p: object) -> bool:
     """The first client whose username glob matches the user authenticates by RegHook."""
-    return isinstance(client_match(ctx), HookClient)
+    return isinstance(client_match(ctx), RegHookClient)
 
 
 @guard()

@@ -14,7 +14,7 @@ from engine.actions._context import Ctx
 from engine.actions._request import domain, requested_expires, valid_credentials
 from engine.actions.sip import send_reply
 from engine.config.matching import DialplanMatch
-from engine.config.model import HookClient
+from engine.config.model import RegHookClient
 from engine.fsm import Outcome, action, guard
 from engine.hooks.callhook import CallHookFailed, wants_fallback
 from engine.hooks.callscript import CallScriptError, callscript_summary, validate_callscript
@@ -56,7 +56,7 @@ async def reghook(ctx: Ctx[DigestAuthVars], p: object) -> None:
     hook.timeout, hook.unreachable, hook.invalid_reply or hook.circuit_open (the URL's
     circuit breaker is open: nothing was sent)."""
     match = ctx.vars.client_match
-    assert isinstance(match, HookClient)  # the machine checked config.client_has_reghook
+    assert isinstance(match, RegHookClient)  # the machine checked config.client_has_reghook
     url, fallback = match.url, match.fallback
     body = reghook_request(ctx)
     caller = ctx.services.reghook

@@ -20,7 +20,7 @@ from engine.fsm import Instance, Outcome, action, declare_events, delay, guard
 from engine.machine_vars import LegVars
 from engine.media.codecs import LegCodecs
 from engine.media.codecs import direct_media as both_direct
-from engine.ports import Credentials, IncomingRequest, SipResponse
+from engine.ports import Credentials, IncomingRequest, SipResponseView
 
 INVITE_OUTCOMES = ("leg.sip_answered", "leg.sip_failed")
 
@@ -126,13 +126,14 @@ async def send_invite(ctx: Ctx[LegVars], p: object) -> None:
     if sdp is None and direct_media(ctx, None):
         sdp = caller_sdp(ctx)
 
-    def provisional(response: SipResponse) -> None:
+    def provisional(response: SipResponseView) -> None:
         ctx.post("leg.provisional", {"response": response})
 
     leg = ctx.services.sip.invite(
         spec.uri, sdp=sdp or None, headers=_headers(ctx, spec), proxy=spec.proxy,
         auth=spec.auth, flow=spec.flow, on_provisional=provisional)
     ctx.vars.client_leg = leg
+    leg.a_call_id = ctx.call_id  # the SIP layer's lines about this leg name the call too
     _link_call_ids(ctx, leg.call_id)
 
     async def wait() -> Outcome:

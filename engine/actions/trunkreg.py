@@ -13,7 +13,7 @@ from engine.actions._context import Ctx
 from engine.fsm import Outcome, action, delay, guard
 from engine.lease import Leases
 from engine.machine_vars import TrunkRegistrationVars
-from engine.ports import SipResponse
+from engine.ports import SipResponseView
 from engine.sip.digest import DigestClient, parse_challenge
 from engine.sip.errors import SipParseError
 
@@ -91,7 +91,7 @@ async def send_register(ctx: Ctx[TrunkRegistrationVars], p: RegisterParams) -> N
     ctx.start(send(), done="reg.ok", error="reg.timeout")
 
 
-def _nonce_of(response: SipResponse) -> str:
+def _nonce_of(response: SipResponseView) -> str:
     name = "www-authenticate" if response.status == 401 else "proxy-authenticate"
     nonces = []
     for value in response.header_values(name):
@@ -102,7 +102,7 @@ def _nonce_of(response: SipResponse) -> str:
     return ",".join(sorted(nonces))
 
 
-def _stale(response: SipResponse) -> bool:
+def _stale(response: SipResponseView) -> bool:
     name = "www-authenticate" if response.status == 401 else "proxy-authenticate"
     return any("stale=true" in v.lower().replace(" ", "") for v in response.header_values(name))
 

@@ -141,7 +141,7 @@ class Client:
 
 
 @dataclass(frozen=True, slots=True)
-class HookClient:
+class RegHookClient:
     """Authenticate through the client's RegHook (HTTP POST to ``url``; to ``fallback``,
     when set, if ``url`` fails)."""
 
@@ -163,7 +163,7 @@ class NoClient:
 
 
 NO_CLIENT = NoClient()
-RegHookResult = HookClient | PasswordClient | NoClient
+RegHookResult = RegHookClient | PasswordClient | NoClient
 
 
 # --------------------------------------------------------------------------- loose ids
@@ -259,7 +259,7 @@ class Domain:
         if client is None:
             return NO_CLIENT
         if client.reghook:
-            return HookClient(client.reghook, client, client.reghook_fallback)
+            return RegHookClient(client.reghook, client, client.reghook_fallback)
         if client.password:
             return PasswordClient(client)
         return NO_CLIENT  # unreachable for validated configs (S-1)
@@ -378,7 +378,7 @@ class ConfigSnapshot:
 
 
 __all__ = [
-    "NO_CLIENT", "Client", "ConfigSnapshot", "Domain", "HookClient", "NoClient", "Outbound",
+    "NO_CLIENT", "Client", "ConfigSnapshot", "Domain", "RegHookClient", "NoClient", "Outbound",
     "PasswordClient", "RegHookResult", "RegistrationTarget", "Trunk", "js_number",
     "loose_equal",
 ]

@@ -314,7 +314,7 @@ class DrachtioClient:
 
     async def _call(self, conn: _Connection, build: Callable[[str], bytes], kind: str,
                     timeout: float | None, msg_id: str | None = None) -> list[ResponseFrame]:
-        # no asyncio.timeout(): machine actions may run outside a task (engine.fsm.runtime)
+        # the deadline is the answer future's own timer (_write), shared with submit_sip
         msg_id = msg_id or self._ids()
         data = build(msg_id)  # FrameTooLarge/InvalidToken reach the caller before any I/O
         limit = self._limit(timeout)

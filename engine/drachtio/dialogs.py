@@ -29,6 +29,7 @@ from engine.log import get_logger
 from engine.ports import Credentials, Headers, IncomingRequest, Peer
 from engine.sip.errors import SipParseError
 from engine.sip.message import SipMessage, SipRequest, SipResponse
+from engine.sip.parser import parse_message as parse_sip
 from engine.sip.uri import parse_name_addr
 from engine.transport.dialogs import EVENTS, SDP, sdp_body
 from engine.transport.requests import header_items
@@ -156,11 +157,8 @@ class DrachtioDialog:
 
     async def _send_bye(self, items: list[tuple[str, str]]) -> None:
         try:
-            frame, status, why = await transact(self.port, in_dialog_text("BYE", items, b"",
-                                                                            None),
-                                                 dialog_id=self.id)
-            log.debug("BYE answered", dialog=self.id,
-                      status=frame.message.status if frame else status, error=why)
+            response = await self._transact(in_dialog_text("BYE", items, b"", None))
+            log.debug("BYE answered", dialog=self.id, status=response.status)
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -208,17 +206,49 @@ class DrachtioDialog:
         return response
 
     async def _transact(self, text: str) -> SipResponse:
-        frame, status, why = await transact(self.port, text, dialog_id=self.id)
+        """Send an in-dialog request and return its final response; a 401/407 is
+        answered once with the dialog's credentials, as the embedded stack does."""
+        sent: list[Any] = []
+        response = await self._send(text, sent)
+        if response.status not in (401, 407) or self.auth is None or not sent:
+            return response
+        retry = self._authorized(text, sent[0], response)
+        return response if retry is None else await self._send(retry, [])
+
+    async def _send(self, text: str, sent: list[Any]) -> SipResponse:
+        """One in-dialog transaction; ``sent`` receives the request as drachtio sent it
+        (with the remote target and CSeq it filled in)."""
+        frame, status, why = await transact(self.port, text, dialog_id=self.id,
+                                            on_sent=lambda _txn, msg: sent.append(msg))
         if frame is None:
             log.info("in-dialog request failed", dialog=self.id, status=status, error=why)
             return local_response(status)
-        response = parse_response(frame) or local_response(502, "Bad response")
-        if response.status in (401, 407):
-            # README "drachtio backend": not answered with credentials on this backend
-            log.warning("challenge to an in-dialog request not answered "
-                        "(not supported with SIP_BACKEND=drachtio)", dialog=self.id,
-                        status=response.status, method=text.split(" ", 1)[0])
-        return response
+        return parse_response(frame) or local_response(502, "Bad response")
+
+    def _authorized(self, text: str, echoed: Any, challenge: SipResponse) -> str | None:
+        """``text`` again with the digest answer to ``challenge``, or None. The digest
+        covers the Request-URI drachtio put in place of ``sip:placeholder`` (the echo of
+        the request as sent); the retry gets the same one, and drachtio numbers its
+        CSeq."""
+        assert self.auth is not None
+        method = text.split(" ", 1)[0]
+        try:
+            sent = parse_sip(echoed.text.encode("utf-8", "surrogateescape"))
+            if not isinstance(sent, SipRequest):
+                raise SipParseError("the echo is not a request")
+            creds = self.port.digest.answer(challenge, sent, username=self.auth.username,
+                                            password=self.auth.password)
+        except (SipParseError, AttributeError) as exc:
+            log.info("challenge to an in-dialog request not answered", dialog=self.id,
+                     method=method, status=challenge.status, error=str(exc))
+            return None
+        if not creds:
+            return None
+        log.debug("answering digest challenge", dialog=self.id, method=method,
+                  status=challenge.status)
+        start, rest = text.split("\r\n", 1)
+        lines = "".join(f"{name}: {value}\r\n" for name, value in creds)
+        return f"{start}\r\n{lines}{rest}"
 
     # ------------------------------------------------------------------ ending
 

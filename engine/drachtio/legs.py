@@ -170,7 +170,7 @@ async def transact(port: DrachtioSipPort, text: str, *, dialog_id: str = "",
     port.clients.add(txn, tx)
     if on_sent is not None:
         on_sent(txn, answer.message)
-    # a call_later timer, not asyncio.wait_for/timeout: callers may run outside a task
+    # tx.expire fails tx.final with TimeoutError once _FINAL_TIMEOUT has passed
     timer = port.loop.call_later(_FINAL_TIMEOUT, tx.expire)
     try:
         return await tx.final, 0, ""
@@ -289,6 +289,9 @@ class DrachtioClientLeg:
         self._cancel: asyncio.Task[bool] | None = None
         self.final_status: int | None = None
         self.responded = False  # engine.ports.ClientLeg.responded
+        # the call's (A leg's) Call-ID, set by the action that sent this leg: log lines
+        # carry it as ``call_id`` (as machine lines do), this leg's own as ``leg_call_id``
+        self.a_call_id: str | None = None
         self.dialog: Any = None
         self._result: asyncio.Future[Any] = port.loop.create_future()
         self._result.add_done_callback(_retrieve)
@@ -300,6 +303,10 @@ class DrachtioClientLeg:
     @property
     def from_tag(self) -> str:
         return self.request.from_tag or ""
+
+    def _ids(self) -> dict[str, str]:
+        """Log fields: the call's Call-ID and this leg's."""
+        return {"call_id": self.a_call_id or self.call_id, "leg_call_id": self.call_id}
 
     def start(self) -> None:
         self.port.spawn(self._run(), "INVITE")
@@ -327,10 +334,10 @@ class DrachtioClientLeg:
         try:
             answer = await self.port.client.send_sip(text, transaction_id=self.txn or "")
         except (DrachtioError, FrameTooLarge, InvalidToken) as exc:
-            log.info("CANCEL not sent", call_id=self.call_id, error=str(exc))
+            log.info("CANCEL not sent", **self._ids(), error=str(exc))
             return False
         if not answer.ok:
-            log.debug("CANCEL refused", call_id=self.call_id, reason=answer.reason)
+            log.debug("CANCEL refused", **self._ids(), reason=answer.reason)
         return answer.ok
 
     def _sent(self, txn: str, echoed: Any) -> None:
@@ -355,7 +362,7 @@ class DrachtioClientLeg:
                 self.port, request_text(self.request), route=self.hop,
                 on_provisional=self._provisional, on_sent=self._sent)
             if frame is None:
-                log.info("INVITE not sent", call_id=self.call_id, status=status, error=why)
+                log.info("INVITE not sent", **self._ids(), status=status, error=why)
                 self.final_status = status
                 self._fail(SipError(status, why or reason_phrase(status)))
                 return
@@ -402,6 +409,7 @@ class DrachtioClientLeg:
 
     def _fail(self, error: SipError) -> None:
         if not self._result.done():
+            log.debug("INVITE failed", **self._ids(), status=error.status, reason=error.reason)
             self._result.set_exception(error)
 
 

@@ -46,6 +46,14 @@ _SWEEP_INTERVAL = 5.0
 _UNANSWERED_TIMEOUT = 32.0
 
 
+def _ignore(method: str) -> None:
+    pass
+
+
+def _ignore_response(request: Any, status: int) -> None:
+    pass
+
+
 def encode(text: str) -> bytes:
     return text.encode("utf-8", "surrogateescape")
 
@@ -79,6 +87,10 @@ class DrachtioSipPort:
         self._closed = False
         self.dialogs = DialogTable(self)
         self.clients = ClientTable(self)
+        # metrics hooks, as on the embedded ``EndpointCore`` (set by the HTTP API's
+        # ``Metrics.attach_sip``; no-ops otherwise): new requests received, responses sent
+        self.count_request: Callable[[str], None] = _ignore
+        self.count_response: Callable[[Any, int], None] = _ignore_response
 
     @classmethod
     def from_settings(cls, settings: Any, clock: Clock | None = None,
@@ -275,6 +287,7 @@ class DrachtioSipPort:
         else:
             text = build_sip_message(f"SIP/2.0 {status} {reason or reason_phrase(status)}",
                                      headers or [])
+        self.count_response(request, status)
         self.spawn(self._send_quietly(txn, text), f"{status}")
 
     async def _send_quietly(self, txn: str, text: str) -> None:
@@ -294,21 +307,29 @@ class DrachtioSipPort:
 
     def _on_frame(self, frame: SipFrame) -> None:
         msg = frame.message
-        if not msg.is_request:
+        method = msg.method
+        if method is None:  # a response
             self.clients.on_response(frame)
             return
-        method = msg.method
         if frame.unsolicited:
             self.dialogs.on_unsolicited(frame)
             return
+        if method == "ACK":
+            self.dialogs.on_ack(frame)
+            return
+        # counted as the embedded transaction layer counts (ACKs and our own unsolicited
+        # BYEs are no new transactions), including what drachtio answers by itself
+        # (spec §5.7): 100 Trying to every INVITE, 200 + 487 to a caller's CANCEL
+        self.count_request(method)
+        if method == "INVITE":
+            self.count_response(msg, 100)
         if method == "CANCEL":
             ireq = self._invites.get(frame.transaction_id)
             if ireq is not None:
                 log.debug("INVITE cancelled by the caller", call_id=ireq.call_id)
+                self.count_response(msg, 200)
+                self.count_response(ireq.message, 487)
                 ireq.mark_cancelled()
-            return
-        if method == "ACK":
-            self.dialogs.on_ack(frame)
             return
         if frame.received_on is None and frame.dialog_id:
             self.dialogs.on_request(frame)

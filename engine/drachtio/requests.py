@@ -183,6 +183,7 @@ class DrachtioIncomingRequest:
             log.warning("response not sent: drachtio unavailable", status=status,
                         method=self.method, call_id=self.call_id, error=str(exc))
             return None
+        port.count_response(self.message, status)
         future.add_done_callback(self._sent)
         return future
 

@@ -16,11 +16,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from transitions import Machine, State
-from transitions import core as transitions_core
-from transitions.core import EventData
 
 from engine.fsm.definition import ALWAYS_EVENT, CallRef, MachineDef, TransitionDef
 from engine.fsm.registry import Registry
@@ -46,34 +44,29 @@ class BoundTimer:
     label: str
 
 
-class _QuietLog:
-    """Stands in for ``transitions.core._LOGGER`` unless we log at debug: the library
-    makes ~8 ``debug()`` calls per transition, each a call and a level check, which was
-    3 % of the registrar's CPU under load."""
+class _State(State):
+    """A state whose enter/exit run our step collectors and nothing else.
 
-    @staticmethod
-    def debug(*args: Any, **kwargs: Any) -> None:
-        return None
+    The stock methods wrap the callback loop in a ``debug`` and an ``info`` call each,
+    four logger calls per transition on top of the ones ``Machine.callbacks`` makes per
+    callback (overridden below); under load these were a few per cent of the registrar's
+    CPU. The library's remaining calls (six ``debug`` per transition) are level checks
+    only: ``engine.log.configure`` puts the ``transitions`` logger at WARNING."""
 
-    info = debug  # one per callback list run, per state exit and enter: ~50 per REGISTER
+    # the stub types the lists as names or callables; we only ever add callables
+    def enter(self, event_data: Any) -> None:
+        for func in cast("list[Callable[[Any], None]]", self.on_enter):
+            func(event_data)
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(_transitions_log, name)
-
-
-_transitions_log = transitions_core._LOGGER
-
-
-def quiet_transitions_logging(quiet: bool) -> None:
-    # the stub types _LOGGER as Logger; _QuietLog answers every Logger call it gets
-    transitions_core._LOGGER = _QuietLog() if quiet else _transitions_log  # type: ignore[assignment]
-
-
-quiet_transitions_logging(True)
+    def exit(self, event_data: Any) -> None:
+        for func in cast("list[Callable[[Any], None]]", self.on_exit):
+            func(event_data)
 
 
 class _GraphMachine(Machine):
     """``transitions.Machine`` used as graph and guard evaluator for many models."""
+
+    state_cls = _State
 
     def add_model(self, model: Any, initial: Any = None) -> None:
         # No convenience methods, no O(n) model list: the runtime owns instances.
@@ -168,8 +161,8 @@ class CompiledMachine:
                 )
                 for t in sdef.timers
             )
-            states.append(State(name, on_enter=[_step(ENTER, "enter", name)],
-                                on_exit=[_step(EXIT, "exit", name)], final=sdef.final))
+            states.append(_State(name, on_enter=[_step(ENTER, "enter", name)],
+                                 on_exit=[_step(EXIT, "exit", name)], final=sdef.final))
 
         self._machine = _GraphMachine(
             model=None, states=states, initial=defn.initial, auto_transitions=False,
@@ -209,11 +202,11 @@ class CompiledMachine:
     def trigger(self, model: Any, event: str) -> bool:
         """Let ``transitions`` take ``event`` for ``model``: guards, exit, set state, enter.
 
-        Calls the event's ``_trigger`` with its EventData directly: ``Event.trigger``
-        only wraps that in a partial for ``Machine._process``, whose queue we do not use
-        (the runtime queues per instance)."""
-        ev = self.events[event]
-        return ev._trigger(EventData(None, ev, self._machine, model, (), {}))
+        ``Event.trigger`` on the event object, not a per-model trigger method: models get
+        none (see ``_GraphMachine.add_model``). The machine is not ``queued`` (the runtime
+        queues per instance), so this runs the step at once and returns whether a
+        transition was taken."""
+        return self.events[event].trigger(model)
 
     def __repr__(self) -> str:
         return f"<CompiledMachine {self.label}>"

@@ -96,8 +96,8 @@ class Instance:
     """One running flow (a REGISTER, a call leg, a verb, a trunk registration)."""
 
     __slots__ = (
-        "__weakref__", "_acts", "_begun", "_call_id", "_children", "_epoch", "_itasks", "_log",
-        "_on_finish", "_queue", "_running", "_stasks", "_timers", "created", "event",
+        "__weakref__", "_acts", "_begun", "_call_id", "_children", "_drainer", "_epoch", "_itasks",
+        "_log", "_on_finish", "_queue", "_running", "_stasks", "_timers", "created", "event",
         "guard_log", "id", "machine", "parent", "result", "runtime", "state", "status", "steps",
         "trace", "vars",
     )
@@ -124,6 +124,7 @@ class Instance:
         self._acts: list[str] = []
         self._queue: list[tuple[str, dict[str, Any] | None]] = []
         self._running = False
+        self._drainer: asyncio.Task[None] | None = None
         self._begun = False
         self._epoch = 0
         self._timers: list[Any] | None = None
@@ -173,21 +174,18 @@ class Instance:
         self._queue.append((event, data))
         if not self._running:
             self._running = True
-            self.runtime.loop.call_soon(self._kick)
+            self._drain_soon()
 
-    def _kick(self) -> None:
-        """Process the queue now, without a task unless an action really waits.
+    def _drain_soon(self) -> None:
+        """Process the queue in a task of its own, starting on the next loop turn.
 
-        Most steps never suspend (actions only *start* work), so the drain coroutine is
-        driven by hand and usually finishes in one ``send``; only if it suspends does a
-        task take over. (Python 3.12's eager tasks do the same; 3.11 needs this.) Saves a
-        task per event posted by a callback - two per REGISTER."""
-        coro = self._drain()
-        try:
-            blocked_on = coro.send(None)
-        except StopIteration:
-            return
-        self.runtime.loop.create_task(_finish_coroutine(coro, blocked_on))
+        A task, so that actions run as ordinary task code (``asyncio.timeout()``,
+        ``current_task()``, cancellation all work, also before an action's first await).
+        The next turn, not now: a poster is often in the middle of its own step (a child
+        finishing, a leg reporting to its call) and must not have this instance's step run
+        inside it. The instance keeps the task: a step suspended on a future nobody else
+        holds must not be garbage-collected."""
+        self._drainer = self.runtime.loop.create_task(self._drain())
 
     async def send(self, event: str, data: dict[str, Any] | None = None) -> None:
         """Queue ``event`` and, if the instance is idle, process the queue now."""
@@ -286,7 +284,7 @@ class Instance:
         """Enter the initial state (run its entry actions) without posting an event."""
         if not self._running and not self._begun:
             self._running = True
-            self.runtime.loop.create_task(self._drain())
+            self._drain_soon()
 
     async def _drain(self) -> None:
         try:
@@ -505,27 +503,6 @@ class Instance:
         return f"<Instance {self.id} {self.machine.label} state={self.state} {self.status}>"
 
 
-async def _finish_coroutine(coro: Coroutine[Any, Any, Any], blocked_on: Any) -> None:
-    """Drive a coroutine that suspended while run by hand (see ``Instance._kick``) the way
-    a task would: wait for what it is blocked on, then resume it until it returns."""
-    while True:
-        try:
-            if blocked_on is None:  # a bare yield (asyncio.sleep(0))
-                await asyncio.sleep(0)
-            else:
-                # what a task does when a coroutine yields a future to it: clear the flag
-                # the future set on itself, then wait for it
-                blocked_on._asyncio_future_blocking = False
-                await blocked_on
-        except asyncio.CancelledError:
-            coro.close()
-            raise
-        except BaseException:  # the coroutine reads the outcome itself when resumed
-            pass
-        try:
-            blocked_on = coro.send(None)
-        except StopIteration:
-            return
 
 
 class Runtime:

@@ -12,12 +12,5 @@ Wiring (composition root)::
     await statushook.close(); await client.close()       # shutdown, in that order
 """
 
-from engine.hooks.callhook import CallHook, CallHookFailed, CallHookResult, CallScript
-from engine.hooks.client import HookClient
-from engine.hooks.reghook import Denied, Granted, HookFailed, RegHook, RegHookResult
-from engine.hooks.statushook import StatusHook
-
-__all__ = [
-    "CallHook", "CallHookFailed", "CallHookResult", "CallScript", "Denied", "Granted",
-    "HookClient", "HookFailed", "RegHook", "RegHookResult", "StatusHook",
-]
+# Deliberately no re-exports: importing ``engine.hooks.callscript`` (pure validation) must not
+# pull in the HTTP driver (``engine.hooks.http1``) through this package (tests/unit/test_purity.py).

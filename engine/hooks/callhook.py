@@ -3,7 +3,7 @@
 The adapter reports what happened; the call machine decides what each outcome
 means for the caller (``machines/inbound_call.yaml``: 480 or 500, spec §5.2):
 
-* ``CallScript(value)`` — HTTP 2xx and a JSON body (any Content-Type) whose value
+* ``CallHookReply(value)`` — HTTP 2xx and a JSON body (any Content-Type) whose value
   is not JSON-falsy. The value is returned as is: validating it as a CallScript
   is the call machine's job.
 * ``CallHookFailed(kind)`` — no script, and why:
@@ -43,7 +43,7 @@ log = get_logger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
-class CallScript:
+class CallHookReply:
     """The parsed JSON the CallHook returned (normally a list of verb objects)."""
 
     value: Any
@@ -58,7 +58,7 @@ class CallHookFailed:
     message: str = ""
 
 
-CallHookResult = CallScript | CallHookFailed
+CallHookResult = CallHookReply | CallHookFailed
 
 
 def _falsy_json(value: Any) -> bool:
@@ -77,7 +77,7 @@ def interpret_reply(status: int, body: bytes) -> CallHookResult:
         return CallHookFailed("json", status, "CallHook reply is not JSON")
     if _falsy_json(value):
         return CallHookFailed("empty", status, f"CallHook returned {body.strip()[:8]!r}")
-    return CallScript(value)
+    return CallHookReply(value)
 
 
 class CallHook:
@@ -115,7 +115,7 @@ class CallHook:
             value = reply.json
             result: CallHookResult = (
                 CallHookFailed("empty", reply.status, "CallHook returned a falsy value")
-                if _falsy_json(value) else CallScript(value)
+                if _falsy_json(value) else CallHookReply(value)
             )
         else:
             result = interpret_reply(reply.status, reply.body)
@@ -126,7 +126,7 @@ class CallHook:
 
 
 def wants_fallback(result: CallHookResult) -> bool:
-    """Anything but a CallScript, except our own shutdown, is worth asking the fallback."""
+    """Anything but a CallHookReply, except our own shutdown, is worth asking the fallback."""
     return isinstance(result, CallHookFailed) and result.kind not in ("closed", "payload")
 
 
@@ -137,4 +137,4 @@ def counts_as_failure(result: CallHookResult) -> bool:
 
 
 __all__ = ["CallHook", "CallHookFailed", "CallHookResult",
-           "CallScript", "counts_as_failure", "interpret_reply", "wants_fallback"]
+           "CallHookReply", "counts_as_failure", "interpret_reply", "wants_fallback"]

@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from engine.errors import HookError
-from engine.hooks.http1 import Http1Pool, Target, parse_target
+from engine.hooks.http1 import Http1Pool, HttpTarget, parse_target
 from engine.hooks.signing import signature_headers
 from engine.log import get_logger
 from engine.ports import HookReply
@@ -110,11 +110,10 @@ class HookClient:
         self._wall_clock = wall_clock
         self._pools: dict[str, Http1Pool] = {}  # per log-safe URL (scheme://host:port/path)
         self._shared: Http1Pool | None = None  # per host, for URLs beyond MAX_URL_POOLS
-        self._routes: dict[str, tuple[Http1Pool, Target]] = {}
+        self._routes: dict[str, tuple[Http1Pool, HttpTarget]] = {}
         self._closed = False
         if any(c in user_agent for c in "\r\n\0"):
             raise ValueError("User-Agent must not contain CR, LF or NUL")
-        self._base_headers = {"User-Agent": user_agent, "Content-Type": "application/json"}
         self._fixed = (f"User-Agent: {user_agent}\r\n"
                        "Content-Type: application/json\r\n").encode("latin-1", "replace")
 
@@ -125,11 +124,7 @@ class HookClient:
         return cls(user_agent=settings.http_user_agent, secret=settings.webhook_secret,
                    limit_per_host=settings.http_poolsize)
 
-    @property
-    def signing(self) -> bool:
-        return self._secret is not None
-
-    def _route(self, url: str) -> tuple[Http1Pool, Target]:
+    def _route(self, url: str) -> tuple[Http1Pool, HttpTarget]:
         """The pool serving ``url`` and its parsed target (both cached per URL)."""
         if self._closed:
             raise HookError("webhook client is closed", kind="closed")
@@ -152,13 +147,6 @@ class HookClient:
 
     def _new_pool(self) -> Http1Pool:
         return Http1Pool(limit_per_host=self._limit_per_host, keepalive=self._keepalive)
-
-    def headers_for(self, body: bytes) -> dict[str, str]:
-        """Request headers for ``body``: fixed ones plus the signature when a secret is set."""
-        if self._secret is None:
-            return self._base_headers
-        return {**self._base_headers,
-                **signature_headers(self._secret, int(self._wall_clock()), body)}
 
     async def post(self, url: str, payload: Mapping[str, Any] | Sequence[Any], *,
                    timeout: float) -> HookReply:

@@ -53,7 +53,7 @@ _MAX_TARGETS = 4096  # parsed-URL cache bound; webhook URLs come from config, so
 
 
 @dataclass(frozen=True, slots=True)
-class Target:
+class HttpTarget:
     """A webhook URL parsed once: where to connect and the request's first lines."""
 
     key: tuple[str, str, int]
@@ -64,8 +64,8 @@ class Target:
     head: bytes  # "POST <path> HTTP/1.1\r\nHost: …\r\n[Authorization: …\r\n]"
 
 
-def parse_target(url: str, display: str) -> Target:
-    """``Target`` of an absolute http(s) URL; ``HookError(kind="url")`` otherwise."""
+def parse_target(url: str, display: str) -> HttpTarget:
+    """``HttpTarget`` of an absolute http(s) URL; ``HookError(kind="url")`` otherwise."""
     try:
         parts = urlsplit(url)
         port = parts.port
@@ -97,7 +97,7 @@ def parse_target(url: str, display: str) -> Target:
         creds = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
         token = base64.b64encode(creds.encode("utf-8")).decode("ascii")
         lines.append(f"Authorization: Basic {token}\r\n")
-    return Target((scheme, ascii_host, port), ascii_host, port, tls, display,
+    return HttpTarget((scheme, ascii_host, port), ascii_host, port, tls, display,
                   "".join(lines).encode("ascii"))
 
 
@@ -294,11 +294,11 @@ class Http1Pool:
         self._idle: dict[tuple[str, str, int], deque[_Connection]] = {}
         self._open: dict[tuple[str, str, int], int] = {}  # connecting + busy + idle
         self._waiters: dict[tuple[str, str, int], deque[asyncio.Future[None]]] = {}
-        self._targets: dict[str, Target] = {}
+        self._targets: dict[str, HttpTarget] = {}
         self._ssl: ssl.SSLContext | None = None
         self._closed = False
 
-    def target(self, url: str, display: Callable[[str], str]) -> Target:
+    def target(self, url: str, display: Callable[[str], str]) -> HttpTarget:
         """The parsed ``url`` (cached: parsed once per URL, not per request);
         ``display(url)`` makes the log-safe form, only on a miss."""
         target = self._targets.get(url)
@@ -309,7 +309,7 @@ class Http1Pool:
             self._targets[url] = target
         return target
 
-    async def request(self, target: Target, tail: bytes, cap: int) -> tuple[int, bytes]:
+    async def request(self, target: HttpTarget, tail: bytes, cap: int) -> tuple[int, bytes]:
         """Send ``target.head + tail`` (the rest of the headers and the body)."""
         data = target.head + tail
         conn = await self._acquire(target)
@@ -330,7 +330,7 @@ class Http1Pool:
         self._release(conn)
         return status, body
 
-    async def _acquire(self, target: Target, *, fresh: bool = False) -> _Connection:
+    async def _acquire(self, target: HttpTarget, *, fresh: bool = False) -> _Connection:
         key = target.key
         while True:
             if self._closed:
@@ -357,7 +357,7 @@ class Http1Pool:
                 if queue is not None and waiter in queue:
                     queue.remove(waiter)
 
-    async def _connect(self, target: Target) -> _Connection:
+    async def _connect(self, target: HttpTarget) -> _Connection:
         key = target.key
         self._open[key] = self._open.get(key, 0) + 1
         conn = _Connection(self, key)

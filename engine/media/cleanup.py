@@ -87,6 +87,10 @@ class DeleteRetrier:
             except MediaError as exc:
                 error = exc
                 continue
+            except Exception as exc:  # a bug must not end the retries silently (a leak)
+                log.exception("rtpengine delete retry failed unexpectedly", call_id=call_id)
+                error = MediaError(f"{type(exc).__name__}: {exc}")
+                continue
             self.recovered += 1
             log.info("rtpengine session deleted after retrying", call_id=call_id,
                      attempts=attempts)

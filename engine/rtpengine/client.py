@@ -49,7 +49,7 @@ from engine.rtpengine.errors import (
     NgLoadLimit,
     NgUnknownCall,
 )
-from engine.rtpengine.ng import Correlator, ResendPolicy, Transaction, cookies
+from engine.rtpengine.ng import NgCorrelator, NgTransaction, ResendPolicy, cookies
 from engine.rtpengine.selection import rank
 from engine.settings import HostPort
 
@@ -118,7 +118,7 @@ class _Instance(asyncio.DatagramProtocol):
         self.owner = owner
         self.endpoint = endpoint
         self.name = str(endpoint)
-        self.correlator = Correlator(clock, cookie_factory=cookie_factory,
+        self.correlator = NgCorrelator(clock, cookie_factory=cookie_factory,
                                      name=f"rtpengine {self.name}")
         self.transport: asyncio.DatagramTransport | None = None
         self.state = UNKNOWN
@@ -538,7 +538,7 @@ class RtpEngineClient:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[dict[str, Any]] = loop.create_future()
 
-        def done(tx: Transaction, reply: Mapping[str, Any] | None,
+        def done(tx: NgTransaction, reply: Mapping[str, Any] | None,
                  error: Exception | None) -> None:
             if future.done():
                 return

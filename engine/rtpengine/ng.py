@@ -349,10 +349,10 @@ class ResendPolicy:
 
 # --------------------------------------------------------------------------- correlation
 
-Done = Callable[["Transaction", "Mapping[str, Any] | None", "Exception | None"], None]
+Done = Callable[["NgTransaction", "Mapping[str, Any] | None", "Exception | None"], None]
 
 
-class Transaction:
+class NgTransaction:
     """One request in flight: its cookie, the datagram to resend, attempt count, timer."""
 
     __slots__ = ("attempt", "command", "cookie", "datagram", "on_done", "policy", "send",
@@ -371,7 +371,7 @@ class Transaction:
         self.timer: TimerHandle | None = None
 
 
-class Correlator:
+class NgCorrelator:
     """Matches replies to requests by cookie and drives resends on a ``Clock``.
 
     ``start`` sends the first attempt; when an attempt's timeout passes without
@@ -385,7 +385,7 @@ class Correlator:
                  name: str = "rtpengine"):
         self._clock = clock
         self._cookies = cookie_factory
-        self._pending: dict[str, Transaction] = {}
+        self._pending: dict[str, NgTransaction] = {}
         self.name = name
         self.late_replies = 0
 
@@ -393,20 +393,20 @@ class Correlator:
         return len(self._pending)
 
     def start(self, body: Mapping[str, Any], *, send: Callable[[bytes], None],
-              on_done: Done, policy: ResendPolicy, cookie: str | None = None) -> Transaction:
+              on_done: Done, policy: ResendPolicy, cookie: str | None = None) -> NgTransaction:
         """Encode ``body`` under a fresh cookie, send it and arm the resend timer."""
         command = str(body.get("command", "?"))
         cookie = cookie or self._cookies()
         if cookie in self._pending:
             raise ValueError(f"cookie {cookie!r} already in flight")
         datagram = encode_message(cookie, body)
-        tx = Transaction(cookie, command, datagram, policy=policy, send=send, on_done=on_done,
+        tx = NgTransaction(cookie, command, datagram, policy=policy, send=send, on_done=on_done,
                          started=self._clock.monotonic())
         self._pending[cookie] = tx
         self._attempt(tx)
         return tx
 
-    def _attempt(self, tx: Transaction) -> None:
+    def _attempt(self, tx: NgTransaction) -> None:
         tx.attempt += 1
         tx.timer = self._clock.call_later(tx.policy.timeout_for(tx.attempt),
                                           lambda: self._expired(tx))
@@ -415,7 +415,7 @@ class Correlator:
         except OSError as exc:
             self._finish(tx, None, _send_failed(self.name, tx, exc))
 
-    def _expired(self, tx: Transaction) -> None:
+    def _expired(self, tx: NgTransaction) -> None:
         if self._pending.get(tx.cookie) is not tx:
             return
         if tx.attempt < tx.policy.attempts:
@@ -426,7 +426,7 @@ class Correlator:
             f"{self.name}: no reply to {tx.command} after {tx.attempt} attempts "
             f"({waited:.1f} s)"))
 
-    def _finish(self, tx: Transaction, reply: Mapping[str, Any] | None,
+    def _finish(self, tx: NgTransaction, reply: Mapping[str, Any] | None,
                 error: Exception | None) -> None:
         if self._pending.pop(tx.cookie, None) is not tx:
             return
@@ -435,7 +435,7 @@ class Correlator:
             tx.timer = None
         tx.on_done(tx, reply, error)
 
-    def feed(self, datagram: bytes) -> Transaction | None:
+    def feed(self, datagram: bytes) -> NgTransaction | None:
         """Deliver a received datagram; returns the transaction it completed, if any.
 
         A reply whose cookie is not pending (a duplicate answer to a resend, or
@@ -466,7 +466,7 @@ class Correlator:
             tx.timer.cancel()
         return True
 
-    def fail_all(self, error_factory: Callable[[Transaction], Exception]) -> int:
+    def fail_all(self, error_factory: Callable[[NgTransaction], Exception]) -> int:
         """Complete every pending transaction with an error (socket lost, closing)."""
         txs = list(self._pending.values())
         for tx in txs:
@@ -474,7 +474,7 @@ class Correlator:
         return len(txs)
 
 
-def _send_failed(name: str, tx: Transaction, exc: OSError) -> Exception:
+def _send_failed(name: str, tx: NgTransaction, exc: OSError) -> Exception:
     return MediaUnavailable(f"{name}: sending {tx.command} failed: {exc}")
 
 
@@ -482,9 +482,9 @@ __all__ = [
     "MAX_DATAGRAM",
     "BencodeError",
     "CookieFactory",
-    "Correlator",
+    "NgCorrelator",
     "ResendPolicy",
-    "Transaction",
+    "NgTransaction",
     "bdecode",
     "bencode",
     "check_reply",

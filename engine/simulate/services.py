@@ -11,7 +11,6 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-import engine.actions  # noqa: F401 - registers the shipped actions
 from engine.clock import FakeClock
 from engine.config.validate import snapshot_from_json_text
 from engine.fsm import MachineLibrary
@@ -33,6 +32,7 @@ from engine.simulate.fakes import (
 )
 from engine.simulate.outcomes import Outcomes
 from engine.sip.digest import DigestAuthenticator, StoreNonceCounter
+from engine.vocabulary import load_vocabulary
 
 # A fixed secret: nonces (and so the 401s a script shows) are the same on every run.
 SIM_NONCE_SECRET = b"dragonpbx-simulate-nonce-secret!"
@@ -45,6 +45,7 @@ def machines_root() -> Path:
 
 
 def load_library(root: Path | None = None) -> MachineLibrary:
+    load_vocabulary()
     library = MachineLibrary(root or machines_root())
     library.load()
     return library

@@ -58,7 +58,7 @@ from engine.store.codec import (
     nonce_key,
     regtrunk_key,
 )
-from engine.store.resp import RespClient, Script, encode
+from engine.store.resp import LuaScript, RespClient, encode
 
 if TYPE_CHECKING:
     from engine.settings import Settings
@@ -150,8 +150,8 @@ class RedisStore:
         self._instance_id = instance_id
         self._client = _WatchedClient(url, connect_timeout=connect_timeout,
                                       command_timeout=socket_timeout)
-        self._advance_nc = Script(self._client, _ADVANCE_NC)
-        self._delete_if_owner = Script(self._client, _DELETE_IF_OWNER)
+        self._advance_nc = LuaScript(self._client, _ADVANCE_NC)
+        self._delete_if_owner = LuaScript(self._client, _DELETE_IF_OWNER)
         self._watcher: Watcher | None = None
 
     @classmethod

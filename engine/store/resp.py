@@ -417,7 +417,7 @@ class _Expired(StoreError):
     """The operation's deadline passed before its reply came."""
 
 
-class Script:
+class LuaScript:
     """A Lua script run with EVALSHA, loaded on first NOSCRIPT (e.g. after a restart)."""
 
     def __init__(self, client: RespClient, source: str):
@@ -440,4 +440,4 @@ class Script:
         return reply
 
 
-__all__ = ["READ_ONLY", "Endpoint", "RespClient", "Script", "encode", "read_only"]
+__all__ = ["READ_ONLY", "Endpoint", "RespClient", "LuaScript", "encode", "read_only"]

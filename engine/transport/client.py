@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 from engine.log import get_logger
 from engine.ports import Credentials, Peer
@@ -18,9 +18,7 @@ from engine.sip.builders import make_response
 from engine.sip.digest import DigestClient
 from engine.sip.errors import SipParseError
 from engine.sip.message import SipRequest, SipResponse
-
-if TYPE_CHECKING:
-    from engine.transport.port import EmbeddedSipPort
+from engine.transport.tu import TransactionUser
 
 log = get_logger("engine.transport.client")
 
@@ -74,7 +72,7 @@ class RequestWaiter:
     __slots__ = ("auth", "dest", "flow", "future", "next_cseq", "port", "request", "retried",
                  "tx")
 
-    def __init__(self, port: EmbeddedSipPort, request: SipRequest, dest: Peer,
+    def __init__(self, port: TransactionUser, request: SipRequest, dest: Peer,
                  flow: str | None = None, auth: Credentials | None = None, *,
                  next_cseq: Callable[[], int] | None = None):
         self.port = port

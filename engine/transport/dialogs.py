@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from engine.errors import SipError, SipTransportError
 from engine.log import get_logger
@@ -36,9 +36,7 @@ from engine.sip.message import SipMessage, SipRequest, SipResponse
 from engine.transport.client import RequestWaiter, local_response
 from engine.transport.requests import EmbeddedIncomingRequest, has_header, header_items
 from engine.transport.resolve import Target, target_of
-
-if TYPE_CHECKING:
-    from engine.transport.port import EmbeddedSipPort
+from engine.transport.tu import TransactionUser
 
 log = get_logger("engine.transport.dialog")
 
@@ -66,7 +64,7 @@ def sdp_body(msg: SipMessage) -> bytes | None:
 class EmbeddedDialog:
     """One INVITE dialog. Build it through the port (``answer()``/``invite()``)."""
 
-    def __init__(self, port: EmbeddedSipPort, sip: SipDialog, *, peer: Peer | None,
+    def __init__(self, port: TransactionUser, sip: SipDialog, *, peer: Peer | None,
                  flow: str | None, transport: str, auth: Credentials | None = None,
                  local_sdp: bytes | None = None, remote_sdp: bytes | None = None):
         self.port = port
@@ -443,7 +441,7 @@ class EmbeddedDialog:
         self.end("ACK not sent by the application", bye=True)
 
 
-def answer_invite(port: EmbeddedSipPort, req: EmbeddedIncomingRequest, status: int,
+def answer_invite(port: TransactionUser, req: EmbeddedIncomingRequest, status: int,
                   reason: str | None, items: list[tuple[str, str]], body: bytes,
                   content_type: str | None) -> EmbeddedDialog | None:
     """Send a 2xx to an INVITE and create (or, for a re-INVITE, update) its dialog.

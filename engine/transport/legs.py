@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from engine.errors import SipError, SipTransportError
 from engine.log import get_logger
-from engine.ports import Credentials, Peer, SipResponse
+from engine.ports import Credentials, Peer, SipResponseView
 from engine.sip.dialog import SipDialog
 from engine.sip.errors import SipParseError
 from engine.sip.headers import header_key
@@ -28,10 +28,8 @@ from engine.sip.message import SipResponse as Response
 from engine.sip.uri import parse_name_addr
 from engine.transport.dialogs import EmbeddedDialog, sdp_body
 from engine.transport.resolve import Target
+from engine.transport.tu import TransactionUser
 from engine.transport.uac import build_request, choose_target
-
-if TYPE_CHECKING:
-    from engine.transport.port import EmbeddedSipPort
 
 log = get_logger("engine.transport.leg")
 
@@ -42,7 +40,7 @@ def _consume(fut: asyncio.Future[Any]) -> None:
         fut.exception()
 
 
-def ack_and_bye(port: EmbeddedSipPort, request: SipRequest | None, response: Response,
+def ack_and_bye(port: TransactionUser, request: SipRequest | None, response: Response,
                 invite_tx: int | None, dest: Peer | None, flow: str | None, reason: str,
                 transport: str = "udp") -> None:
     """ACK a 2xx we do not want (a second fork, a CANCEL race, a stray one) and
@@ -52,7 +50,9 @@ def ack_and_bye(port: EmbeddedSipPort, request: SipRequest | None, response: Res
         if request is None:
             contacts = response.contacts
             if not contacts:
-                log.info("unwanted 2xx without Contact: cannot ACK", call_id=response.call_id)
+                # the leg's own Call-ID: a stray 2xx belongs to no call we know
+                log.info("unwanted 2xx without Contact: cannot ACK",
+                         leg_call_id=response.call_id)
                 return
             request = SipRequest("INVITE", contacts[0].uri_text)
             request.headers = [("From", response.header("from") or ""),
@@ -61,7 +61,7 @@ def ack_and_bye(port: EmbeddedSipPort, request: SipRequest | None, response: Res
                                ("CSeq", f"{response.cseq.seq} INVITE")]
         sd = SipDialog.from_uac(request, response)
     except SipParseError as exc:
-        log.info("unwanted 2xx not ACKed", call_id=response.call_id, error=exc.reason)
+        log.info("unwanted 2xx not ACKed", leg_call_id=response.call_id, error=exc.reason)
         return
     dialog = EmbeddedDialog(port, sd, peer=dest, flow=flow, transport=transport)
     dialog.invite_tx = invite_tx
@@ -72,9 +72,9 @@ def ack_and_bye(port: EmbeddedSipPort, request: SipRequest | None, response: Res
 class EmbeddedClientLeg:
     """An outgoing INVITE in progress. Create through :meth:`EmbeddedSipPort.invite`."""
 
-    def __init__(self, port: EmbeddedSipPort, uri: str, *, sdp: bytes | None,
+    def __init__(self, port: TransactionUser, uri: str, *, sdp: bytes | None,
                  items: list[tuple[str, str]], proxy: str | None, auth: Credentials | None,
-                 flow: str | None, on_provisional: Callable[[SipResponse], None] | None):
+                 flow: str | None, on_provisional: Callable[[SipResponseView], None] | None):
         self.port = port
         self.uri = uri
         self.sdp = sdp
@@ -92,6 +92,9 @@ class EmbeddedClientLeg:
         self._cancel: list[tuple[str, str]] | None = None
         self._retried = False
         self.responded = False  # engine.ports.ClientLeg.responded
+        # the call's (A leg's) Call-ID, set by the action that sent this leg: log lines
+        # carry it as ``call_id`` (as machine lines do), this leg's own as ``leg_call_id``
+        self.a_call_id: str | None = None
         given = {header_key(n): v for n, v in items}
         self._call_id = given.get("call-id") or port.ids.call_id()
         tag = None
@@ -104,6 +107,10 @@ class EmbeddedClientLeg:
 
     def __repr__(self) -> str:
         return f"<EmbeddedClientLeg {self.uri} call_id={self._call_id}>"
+
+    def _ids(self) -> dict[str, str]:
+        """Log fields: the call's Call-ID and this leg's."""
+        return {"call_id": self.a_call_id or self._call_id, "leg_call_id": self._call_id}
 
     # ------------------------------------------------------------------ ports.ClientLeg
 
@@ -136,11 +143,9 @@ class EmbeddedClientLeg:
             self._fail(SipError(487, "Request Terminated"))
             return
         try:
-            effects = self.port.core.cancel(self.tx, headers=self._cancel)
+            self.port.cancel_request(self.tx, self._cancel)
         except Exception as exc:  # the transaction is already gone
-            log.debug("CANCEL not sent", call_id=self._call_id, error=str(exc))
-            return
-        self.port.driver.run(effects)
+            log.debug("CANCEL not sent", **self._ids(), error=str(exc))
 
     # ------------------------------------------------------------------ sending
 
@@ -181,8 +186,7 @@ class EmbeddedClientLeg:
 
     def _fail(self, exc: SipError) -> None:
         if not self._future.done():
-            log.debug("INVITE failed", call_id=self._call_id, status=exc.status,
-                      reason=exc.reason)
+            log.debug("INVITE failed", **self._ids(), status=exc.status, reason=exc.reason)
             self.on_provisional = None  # see on_response
             self._future.set_exception(exc)
 
@@ -230,9 +234,8 @@ class EmbeddedClientLeg:
             self._fail(SipError(502, f"Bad 2xx: {exc.reason}", response))
             return
         flow = self.flow
-        if flow is None and self.dest.transport == "tcp" and port.driver.tcp is not None:
-            conn = port.driver.tcp.find(self.dest.host, self.dest.port)
-            flow = conn.flow if conn is not None else None  # keep using this connection
+        if flow is None and self.dest.transport == "tcp":
+            flow = port.tcp_flow_to(self.dest.host, self.dest.port)  # keep using it
         dialog = EmbeddedDialog(port, sd, peer=self.dest, flow=flow,
                                 transport=self.dest.transport, auth=self.auth,
                                 local_sdp=self.sdp, remote_sdp=sdp_body(response))

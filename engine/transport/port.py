@@ -51,11 +51,11 @@ from engine.transport.resolve import Resolver
 from engine.transport.tcp_limits import TcpLimits
 from engine.transport.uac import send_out_of_dialog
 from engine.transport.udp import UdpTransport
+from engine.transport.unanswered import UnansweredRequests
 
 log = get_logger("engine.transport.port")
 
 Handler = Callable[[IncomingRequest], Awaitable[None]]
-_SWEEP_INTERVAL = 5.0
 
 
 class EmbeddedSipPort:
@@ -98,7 +98,7 @@ class EmbeddedSipPort:
         self.driver = Driver(self.core, self.clock, self._on_event)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._handlers: dict[str, Handler] = {}
-        self._unanswered: dict[int, tuple[float, EmbeddedIncomingRequest]] = {}
+        self._unanswered = UnansweredRequests(self.clock, self.timers.timeout)
         self._invites: dict[int, EmbeddedIncomingRequest] = {}  # INVITE server txs
         self._merge: dict[tuple[str, str, int], int] = {}  # new INVITEs: (Call-ID, tag, CSeq)
         self._clients: dict[int, ClientUser] = {}  # our client txs
@@ -106,7 +106,6 @@ class EmbeddedSipPort:
         self.digest = DigestClient()
         self._resolver: Resolver | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._sweeper: Any = None
         self._started = False
         self._closed = False
         self._dispatch: dict[type, Callable[[Any], None]] = {
@@ -168,7 +167,7 @@ class EmbeddedSipPort:
         self.core.sent_by = {t: (self.addresses.host_for(None), self.dialog_port(t))
                              for t in self.transports}
         self._started = True
-        self._sweeper = loop.call_later(_SWEEP_INTERVAL, self._sweep)
+        self._unanswered.start(loop)
         log.info("SIP listening", host=self.host, port=port, transports=",".join(self.transports),
                  external=self.addresses.external)
 
@@ -200,8 +199,7 @@ class EmbeddedSipPort:
         if self._closed:
             return
         self._closed = True
-        if self._sweeper is not None:
-            self._sweeper.cancel()
+        self._unanswered.stop()
         tasks = [t for t in self._tasks if not t.done()]
         for t in tasks:
             t.cancel()
@@ -351,7 +349,7 @@ class EmbeddedSipPort:
     def answered(self, req: EmbeddedIncomingRequest) -> None:
         """A final response went out on ``req`` (bookkeeping)."""
         if req.tx is not None:
-            self._unanswered.pop(req.tx, None)
+            self._unanswered.discard(req.tx)
 
     def respond(self, tx: int, status: int, reason: str | None = None,
                 headers: list[tuple[str, str]] | None = None) -> None:
@@ -429,6 +427,27 @@ class EmbeddedSipPort:
         self.driver.run(effects)
         return tx
 
+    def cancel_request(self, tx: int, headers: list[tuple[str, str]]) -> None:
+        """CANCEL our INVITE ``tx`` (the core holds it until a provisional arrives).
+        Raises ``TransactionStateError`` when the transaction is already over."""
+        self.driver.run(self.core.cancel(tx, headers=headers))
+
+    def send_response(self, tx: int, status: int, reason: str | None,
+                      items: list[tuple[str, str]], body: bytes,
+                      content_type: str | None) -> SipResponse:
+        """Send a response on server transaction ``tx``; raises ``TransactionStateError``
+        when its final response already went out."""
+        resp, effects = self.core.respond(tx, status, reason, headers=items, body=body,
+                                          content_type=content_type)
+        self.driver.run(effects)
+        return resp
+
+    def tcp_flow_to(self, host: str, port: int) -> str | None:
+        """The flow of a live TCP connection to ``host:port``, if we have one."""
+        tcp = self.driver.tcp
+        conn = tcp.find(host, port) if tcp is not None else None
+        return conn.flow if conn is not None else None
+
     def send_ack(self, ack: SipRequest, dest: Peer, invite_tx: int | None,
                  flow: str | None) -> None:
         """Send the ACK for a 2xx (a new branch); with ``invite_tx`` the core re-sends
@@ -485,7 +504,7 @@ class EmbeddedSipPort:
             self._merge[merge_key] = tx
             self._invites[tx] = ireq
         else:
-            self._unanswered[tx] = (self.clock.monotonic(), ireq)
+            self._unanswered.add(tx, ireq)
         self.spawn(self._guard(_call(handler, ireq), ireq, req.method), req.method)
 
     def _in_dialog(self, ev: RequestReceived, to_tag: str) -> None:
@@ -506,7 +525,7 @@ class EmbeddedSipPort:
             return
         ireq = EmbeddedIncomingRequest(self, req, tx, ev.source, ev.flow, dialog=dialog)
         if req.method != "INVITE":
-            self._unanswered[tx] = (self.clock.monotonic(), ireq)
+            self._unanswered.add(tx, ireq)
         dialog.receive(ireq)
 
     def _on_ack(self, ev: RequestReceived) -> None:
@@ -570,7 +589,7 @@ class EmbeddedSipPort:
 
     def _on_terminated(self, ev: TransactionTerminated) -> None:
         tx = ev.tx
-        self._unanswered.pop(tx, None)
+        self._unanswered.discard(tx)
         ireq = self._invites.pop(tx, None)
         if ireq is not None:
             msg = ireq.message
@@ -584,27 +603,6 @@ class EmbeddedSipPort:
     def _on_rejected(self, ev: MessageRejected) -> None:
         log.debug("malformed SIP message", source=f"{ev.source.host}:{ev.source.port}",
                   transport=ev.source.transport, reason=ev.error.reason, answered=ev.replied)
-
-    def _sweep(self) -> None:
-        """Answer 408 to non-INVITE requests the application left unanswered for
-        64*T1 (the client has given up; the transaction would otherwise live forever)."""
-        try:
-            limit = self.clock.monotonic() - self.timers.timeout
-            stale: list[EmbeddedIncomingRequest] = []
-            for started, req in self._unanswered.values():
-                if started > limit:
-                    break  # insertion order = arrival order
-                stale.append(req)
-            for req in stale:
-                log.warning("request left unanswered by the application: 408", method=req.method,
-                            call_id=req.call_id)
-                req.send_response(408)
-                self._unanswered.pop(req.tx, None)  # type: ignore[arg-type]
-        except Exception:
-            log.exception("SIP sweep failed")
-        finally:
-            if not self._closed:
-                self._sweeper = self.loop.call_later(_SWEEP_INTERVAL, self._sweep)
 
 
 async def _await(awaitable: Awaitable[Any]) -> Any:

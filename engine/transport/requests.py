@@ -11,10 +11,10 @@ from engine.log import get_logger
 from engine.ports import Headers, Peer
 from engine.sip.errors import TransactionStateError
 from engine.sip.message import SipRequest, SipResponse
+from engine.transport.tu import TransactionUser
 
 if TYPE_CHECKING:
     from engine.transport.dialogs import EmbeddedDialog
-    from engine.transport.port import EmbeddedSipPort
 
 log = get_logger("engine.transport.request")
 
@@ -45,7 +45,7 @@ class EmbeddedIncomingRequest:
     __slots__ = ("_cancel_cbs", "_port", "cancelled", "dialog", "final_sent", "final_status",
                  "flow", "message", "reason", "source", "tx")
 
-    def __init__(self, port: EmbeddedSipPort, message: SipRequest, tx: int | None,
+    def __init__(self, port: TransactionUser, message: SipRequest, tx: int | None,
                  source: Peer, flow: str | None, *, final_sent: bool = False,
                  dialog: EmbeddedDialog | None = None, reason: str | None = None):
         self._port = port
@@ -151,8 +151,7 @@ class EmbeddedIncomingRequest:
         port = self._port
         assert self.tx is not None
         try:
-            resp, effects = port.core.respond(self.tx, status, reason, headers=items,
-                                              body=body, content_type=content_type)
+            resp = port.send_response(self.tx, status, reason, items, body, content_type)
         except TransactionStateError as exc:
             self.final_sent = True
             log.warning("response not sent: transaction over", status=status,
@@ -168,7 +167,6 @@ class EmbeddedIncomingRequest:
             port.answered(self)
             if self.dialog is not None and status < 300 and self.method == "UPDATE":
                 self.dialog.update_answered(self, body)
-        port.driver.run(effects)
         return resp
 
     async def answer(self, *, sdp: bytes, headers: Headers = ()) -> EmbeddedDialog:

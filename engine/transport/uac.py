@@ -10,8 +10,6 @@ our Contact. Via and Content-Length are ours alone (caller values dropped).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from engine.errors import SipTransportError
 from engine.log import get_logger
 from engine.ports import Credentials, Peer
@@ -22,16 +20,14 @@ from engine.sip.message import SipRequest, SipResponse
 from engine.sip.uri import parse_name_addr
 from engine.transport.client import RequestWaiter, local_response
 from engine.transport.resolve import Target, parse_target
-
-if TYPE_CHECKING:
-    from engine.transport.port import EmbeddedSipPort
+from engine.transport.tu import TransactionUser
 
 log = get_logger("engine.transport.uac")
 
 _DROPPED = frozenset({"via", "content-length"})
 
 
-def choose_target(port: EmbeddedSipPort, uri: str, proxy: str | None, flow: str | None,
+def choose_target(port: TransactionUser, uri: str, proxy: str | None, flow: str | None,
                   items: list[tuple[str, str]]) -> Target:
     """The next hop (§8.1.2): ``proxy`` if given, else a caller-supplied top Route,
     else the Request-URI. Over a live ``flow`` the default transport is TCP.
@@ -46,7 +42,7 @@ def choose_target(port: EmbeddedSipPort, uri: str, proxy: str | None, flow: str 
 
 
 def build_request(
-    port: EmbeddedSipPort, method: str, uri: str, items: list[tuple[str, str]], body: bytes,
+    port: TransactionUser, method: str, uri: str, items: list[tuple[str, str]], body: bytes,
     content_type: str | None, dest: Peer | None, flow: str | None, *,
     call_id: str | None = None, from_tag: str | None = None, contact: bool = False,
 ) -> SipRequest:
@@ -94,7 +90,7 @@ def build_request(
 
 
 async def send_out_of_dialog(
-    port: EmbeddedSipPort, uri: str, method: str, items: list[tuple[str, str]], body: bytes,
+    port: TransactionUser, uri: str, method: str, items: list[tuple[str, str]], body: bytes,
     content_type: str | None, proxy: str | None, auth: Credentials | None, flow: str | None,
 ) -> SipResponse:
     """``SipPort.request``: see :meth:`EmbeddedSipPort.request`."""

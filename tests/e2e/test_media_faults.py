@@ -118,14 +118,16 @@ def status_events(hooks: WebhookServer, event: str) -> list[dict[str, Any]]:
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float, what: str,
-             pbx: Pbx | None = None) -> Any:
+             pbx: Pbx | None = None, results: dict[int, SippResult] | None = None) -> Any:
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         value = predicate()
         if value:
             return value
         time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}" + (f"\n{pbx.tail(40)}" if pbx else ""))
+    callers = "".join(f"\n--- caller {i}: {r.explain()}" for i, r in (results or {}).items())
+    raise AssertionError(f"timed out waiting for {what}" + (f"\n{pbx.tail(40)}" if pbx else "")
+                         + callers)
 
 
 def ng(pbx: Pbx, command: dict[str, Any], attempts: int = 5) -> dict[str, Any]:
@@ -209,7 +211,8 @@ def test_rtpengine_restart_during_bridged_calls(faulty_pbx: Pbx, rtpengine_spare
     callees = start_callees(pbx, servers, "call_uas_media_fault")
     threads, results = start_callers(pbx, "call_uac_media_fault", hold_ms=4000)
 
-    wait_for(lambda: len(status_events(webhooks, "connect:answered")) == 3, 20, "3 answers", pbx)
+    wait_for(lambda: len(status_events(webhooks, "connect:answered")) == 3, 20, "3 answers", pbx,
+             results)
     call_ids = wait_for(lambda: (c := rtpengine_calls(pbx)) and len(c) == 3 and c, 10,
                         "3 calls on rtpengine", pbx)
     time.sleep(1.5)  # RTP flows both ways before the crash
@@ -261,7 +264,8 @@ def test_frozen_rtpengine_deletes_are_retried(faulty_pbx: Pbx, rtpengine_spare: 
     callees = start_callees(pbx, servers, "call_uas")
     threads, results = start_callers(pbx, "call_uac", hold_ms=3000)
 
-    wait_for(lambda: len(status_events(webhooks, "connect:answered")) == 3, 20, "3 answers", pbx)
+    wait_for(lambda: len(status_events(webhooks, "connect:answered")) == 3, 20, "3 answers", pbx,
+             results)
     call_ids = wait_for(lambda: (c := rtpengine_calls(pbx)) and len(c) == 3 and c, 10,
                         "3 calls on rtpengine", pbx)
     freeze(rtpengine_spare, signal.SIGSTOP)  # the calls end while RTPEngine is frozen
@@ -293,7 +297,8 @@ def test_media_that_cannot_be_recreated_ends_the_calls(
     callees = start_callees(pbx, servers, "call_uas_media_fault")[:2]
     servers[2].stop()  # two calls are enough here
     threads, results = start_callers(pbx, "call_uac_media_fault", hold_ms=20000, calls=2)
-    wait_for(lambda: len(status_events(webhooks, "connect:answered")) == 2, 20, "2 answers", pbx)
+    wait_for(lambda: len(status_events(webhooks, "connect:answered")) == 2, 20, "2 answers", pbx,
+             results)
     call_ids = wait_for(lambda: (c := rtpengine_calls(pbx)) and len(c) == 2 and c, 10,
                         "2 calls on rtpengine", pbx)
     time.sleep(1.5)  # RTP flows before the crash

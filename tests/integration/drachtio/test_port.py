@@ -187,3 +187,43 @@ async def test_2xx_crossing_cancel_is_acked_and_byed_by_drachtio(sip: DrachtioSi
     assert count(r, "received", "ACK ") == 1
     assert count(r, "received", "BYE ") == 1  # drachtio's, after our ACK (spec §5.3 item 10)
     assert not sip.dialogs.by_id
+
+
+async def test_challenges_to_our_in_dialog_requests_are_answered(sip: DrachtioSipPort,
+                                                                 uas: Any) -> None:
+    """A trunk that challenges INFO (401), re-INVITE (407) and BYE (401) inside the
+    dialog: each is answered once with the leg's credentials, as the embedded stack
+    does; the digest covers the remote target drachtio put in the Request-URI."""
+    server = await uas("uas_indialog_challenge")
+    leg = sip.invite(uri(server), sdp=OUR_SDP, auth=Credentials("pbxuser", "regpass"))
+    dialog = await asyncio.wait_for(leg.result(), 10)
+    info = await dialog.request("INFO", body=b"Signal=5\r\nDuration=160\r\n",
+                                content_type="application/dtmf-relay")
+    assert info.status == 200
+    reinvite = await dialog.reinvite(sdp=OUR_SDP)
+    assert reinvite.status == 200 and dialog.connected
+    await dialog.bye()
+    r = await finished(server)
+    assert r.rc == 0, r.explain()
+    received = [logged(m) for d, m in sipp_log(r) if d == "received"]
+    for method, header in (("INFO", "authorization"), ("INVITE", "proxy-authorization"),
+                           ("BYE", "authorization")):
+        sent = [m for m in received if m.method == method and m.to_tag]  # in the dialog
+        assert len(sent) == 2, (method, [m.cseq for m in sent])
+        first, retry = sent
+        assert not first.header(header)
+        creds = retry.header(header) or ""
+        assert 'username="pbxuser"' in creds and f'uri="{retry.uri}"' in creds, creds
+        assert retry.cseq.seq > first.cseq.seq
+    assert not sip.dialogs.by_id
+
+
+async def test_in_dialog_challenge_without_credentials_is_returned(sip: DrachtioSipPort,
+                                                                    uas: Any) -> None:
+    server = await uas("uas_indialog_challenge")
+    leg = sip.invite(uri(server), sdp=OUR_SDP)
+    dialog = await asyncio.wait_for(leg.result(), 10)
+    info = await dialog.request("INFO", body=b"Signal=5\r\n",
+                                content_type="application/dtmf-relay")
+    assert info.status == 401 and info.header("www-authenticate")
+    await dialog.bye()

@@ -15,7 +15,7 @@ from aiohttp import web
 
 from engine.errors import HookError
 from engine.hooks.breaker import Breakers
-from engine.hooks.callhook import CallHook, CallHookFailed, CallScript
+from engine.hooks.callhook import CallHook, CallHookFailed, CallHookReply
 from engine.hooks.client import HookClient
 from engine.hooks.payloads import reghook_body
 from engine.hooks.reghook import Denied, Granted, HookFailed, RegHook
@@ -274,7 +274,7 @@ async def test_reghook_logs_never_carry_the_digest_response(
 async def test_callhook_outcomes(hooks: Hooks, client: HookClient) -> None:
     call = CallHook(client, timeout=1.0)
     script = [{"verb": "connect", "destination": [{"type": "client", "address": "2000"}]}]
-    assert await call.fetch(hooks.reply("/ok", 200, script), {"callId": "c"}) == CallScript(
+    assert await call.fetch(hooks.reply("/ok", 200, script), {"callId": "c"}) == CallHookReply(
         script)
     for path, status, body, kind in [
         ("/404", 404, script, "status"), ("/html", 200, b"<x>", "json"),

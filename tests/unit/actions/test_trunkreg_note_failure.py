@@ -10,12 +10,12 @@ from __future__ import annotations
 from types import SimpleNamespace
 from typing import Any
 
-import engine.actions  # noqa: F401 - registers the actions and the machines' variables
 from engine.actions.trunkreg import FailureParams, note_failure
 from engine.clock import FakeClock
 from engine.config.model import RegistrationTarget
-from engine.fsm import REGISTRY, Event, load_text
+from engine.fsm import Event, load_text
 from engine.machine_vars import TrunkRegistrationVars
+from engine.vocabulary import load_vocabulary
 
 
 class _Log:
@@ -66,7 +66,7 @@ states:
       start: {target: done, actions: [{action: trunkreg.note_failure, params: {reason: x}}]}
   done: {final: true}
 """
-    result = load_text(text, "registration.yaml", REGISTRY)
+    result = load_text(text, "registration.yaml", load_vocabulary())
     (diag,) = [d for d in result.diagnostics if d.code == "E014"]
     assert diag.line == 9
     assert "works on TrunkRegistrationVars, not on RegistrationVars" in diag.message

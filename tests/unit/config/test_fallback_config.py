@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from engine.config.matching import DialplanMatch
-from engine.config.model import HookClient
+from engine.config.model import RegHookClient
 from engine.config.validate import snapshot_from_json_text
 from engine.errors import ConfigError
 
@@ -28,7 +28,7 @@ def codes(exc: pytest.ExceptionInfo[ConfigError]) -> list[str]:
 def test_reghook_fallback_reaches_the_reghook_lookup() -> None:
     snap = load({"username": "1*", "reghook": "http://h/reg",
                  "reghookFallback": "https://backup.example/reg"})
-    assert snap.get_reg_hook(DOMAIN, "1000") == HookClient(
+    assert snap.get_reg_hook(DOMAIN, "1000") == RegHookClient(
         "http://h/reg", snap.domain(DOMAIN).clients[0], "https://backup.example/reg")
     assert not snap.warnings
 
@@ -36,7 +36,7 @@ def test_reghook_fallback_reaches_the_reghook_lookup() -> None:
 def test_client_without_fallback_is_unchanged() -> None:
     snap = load({"username": "1*", "reghook": "http://h/reg"})
     match = snap.get_reg_hook(DOMAIN, "1000")
-    assert isinstance(match, HookClient) and match.fallback is None
+    assert isinstance(match, RegHookClient) and match.fallback is None
 
 
 def test_fallback_equal_to_reghook_is_refused() -> None:

@@ -10,9 +10,9 @@ from engine.config.model import (
     Client,
     ConfigSnapshot,
     Domain,
-    HookClient,
     Outbound,
     PasswordClient,
+    RegHookClient,
     RegistrationTarget,
     Trunk,
     js_number,
@@ -131,7 +131,7 @@ def test_reg_hook_results() -> None:
     local = Client("1000", password="pw", dialplan=Dialplan({"*": "http://h/c"}))
     dom = Domain("d", 1, clients=(local, hook, Client("*", password="catchall")))
     assert dom.reg_hook("1000") == PasswordClient(local)
-    assert dom.reg_hook("2001") == HookClient("http://h/reg", hook)
+    assert dom.reg_hook("2001") == RegHookClient("http://h/reg", hook)
     assert dom.reg_hook("3").client.password == "catchall"  # type: ignore[union-attr]
     assert Domain("d", 1, clients=(local,)).reg_hook("3") is NO_CLIENT
 

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from engine.config.json_source import read_config_file
 from engine.config.jsonpos import JsonSyntaxError, loads_located, render_path
-from engine.config.model import HookClient, PasswordClient
+from engine.config.model import PasswordClient, RegHookClient
 from engine.config.validate import snapshot_from_api_text, snapshot_from_json_text
 from engine.errors import ConfigError, Diagnostic
 
@@ -59,7 +59,7 @@ def test_example_config_validates() -> None:
     assert snap.warnings == ()
     assert snap.counts() == {"domains": 1, "clients": 2, "trunks": 3, "reg_trunks": 1}
     assert isinstance(snap.get_reg_hook("pbx.example", "1000"), PasswordClient)
-    assert isinstance(snap.get_reg_hook("pbx.example", "2001"), HookClient)
+    assert isinstance(snap.get_reg_hook("pbx.example", "2001"), RegHookClient)
     assert snap.get_trunk_by_ip("pbx.example", "203.0.113.20").name == "carrier"  # type: ignore[union-attr]
     assert [t.id for t in snap.get_auth_trunks("pbx.example")] == [2]
     assert [t.id for t in snap.get_reg_trunks("pbx.example")] == [3]
@@ -247,7 +247,7 @@ def test_api_body_is_transformed() -> None:
     dom = snap.get_domain("sip.example")
     assert dom is not None and dom.id == 7
     assert snap.get_trunk_by_name("sip.example", "itsp").id == 9  # type: ignore[union-attr]
-    assert snap.get_reg_hook("sip.example", "100") == HookClient("http://h/reg", dom.clients[0])
+    assert snap.get_reg_hook("sip.example", "100") == RegHookClient("http://h/reg", dom.clients[0])
     assert snap.get_reg_trunks("sip.example")[0].registration.host == "reg.itsp.example"  # type: ignore[union-attr]
     assert snap.warnings == ()  # extra API fields are not warned about
 

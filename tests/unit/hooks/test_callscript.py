@@ -17,20 +17,22 @@ from jsonschema import Draft202012Validator
 
 from engine.hooks import callscript as cs
 from engine.hooks.callscript import (
-    AnnounceVerb,
-    CallScript,
     CallScriptError,
-    ConnectVerb,
-    Destination,
-    FrozenDict,
-    PauseVerb,
-    ResponseVerb,
     callscript_schema,
     callscript_summary,
     format_path,
     validate_callscript,
 )
 from engine.hooks.payloads import UNSET, statushook_body
+from engine.hooks.verbs import (
+    AnnounceVerb,
+    CallScript,
+    ConnectVerb,
+    Destination,
+    FrozenDict,
+    PauseVerb,
+    ResponseVerb,
+)
 
 SECRET = "hunter2-very-secret"
 

@@ -13,7 +13,7 @@ import pytest
 
 from engine.errors import HookError
 from engine.hooks.breaker import Breakers
-from engine.hooks.callhook import CallHook, CallHookFailed, CallScript
+from engine.hooks.callhook import CallHook, CallHookFailed, CallHookReply
 from engine.hooks.callhook import wants_fallback as callhook_wants_fallback
 from engine.hooks.client import dumps
 from engine.hooks.reghook import Denied, Granted, HookFailed, RegHook, wants_fallback
@@ -118,7 +118,7 @@ def test_shutdown_is_not_a_reason_to_ask_the_fallback() -> None:
     assert not wants_fallback(HookFailed("closed"))
     assert not callhook_wants_fallback(CallHookFailed("closed"))
     assert callhook_wants_fallback(CallHookFailed("status", 404))  # CallHook: any non-2xx
-    assert not callhook_wants_fallback(CallScript([]))
+    assert not callhook_wants_fallback(CallHookReply([]))
 
 
 def test_callhook_breaker_fails_fast_with_480() -> None:

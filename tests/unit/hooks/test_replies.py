@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from engine.hooks.callhook import CallHookFailed, CallScript
+from engine.hooks.callhook import CallHookFailed, CallHookReply
 from engine.hooks.callhook import interpret_reply as callhook_reply
 from engine.hooks.reghook import Denied, Granted, HookFailed, interpret_reply, reply_validator
 
@@ -109,12 +109,12 @@ def test_non_2xx_is_status_failure_with_http_code(status: int) -> None:
 
 def test_callhook_array_script() -> None:
     script = [{"verb": "connect", "destination": [{"type": "client", "address": "2000"}]}]
-    assert callhook_reply(200, json.dumps(script).encode()) == CallScript(script)
+    assert callhook_reply(200, json.dumps(script).encode()) == CallHookReply(script)
 
 
 def test_callhook_object_returned_as_is() -> None:
-    # Validating the CallScript shape is the call machine's job.
-    assert callhook_reply(200, b'{"verb":"pause"}') == CallScript({"verb": "pause"})
+    # Validating the CallHookReply shape is the call machine's job.
+    assert callhook_reply(200, b'{"verb":"pause"}') == CallHookReply({"verb": "pause"})
 
 
 @pytest.mark.parametrize("body", [b"null", b"false", b"0", b'""', b" 0.0 "])
@@ -126,7 +126,7 @@ def test_callhook_falsy_json_is_invalid_500(body: bytes) -> None:
 
 @pytest.mark.parametrize("body", [b"[]", b"{}", b"1", b"true", b'"x"'])
 def test_callhook_truthy_json_values_pass(body: bytes) -> None:
-    assert isinstance(callhook_reply(200, body), CallScript)
+    assert isinstance(callhook_reply(200, body), CallHookReply)
 
 
 @pytest.mark.parametrize(("status", "body", "kind"), [

@@ -13,10 +13,8 @@ from typing import Any
 import pytest
 
 from engine.errors import EngineError
-from engine.hooks.callscript import ConnectVerb, ResponseVerb, validate_callscript
-from engine.hooks.templates import (
-    CallTemplateError,
-    CallTemplates,
+from engine.hooks.callscript import validate_callscript
+from engine.hooks.template_helpers import (
     and_,
     date_fields,
     eq,
@@ -25,14 +23,19 @@ from engine.hooks.templates import (
     handlebars_escape,
     in_hours,
     is_day,
-    is_file_callhook,
     js_truthy,
     lt,
     lte,
     ne,
     or_,
+)
+from engine.hooks.templates import (
+    CallTemplateError,
+    CallTemplates,
+    is_file_callhook,
     template_name,
 )
+from engine.hooks.verbs import ConnectVerb, ResponseVerb
 
 DOCS = Path(__file__).resolve().parents[3] / "docs" / "callhook-templates.md"
 

@@ -23,6 +23,9 @@ from engine.simulate.fakes import (  # noqa: F401 - re-exported for the tests
     RecordingStatusHook,
     ScriptedCaller,
 )
+from engine.vocabulary import load_vocabulary
+
+load_vocabulary()  # this harness is the unit tests' composition root
 
 CONFIG = DEFAULT_CONFIG
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-import engine.actions  # noqa: F401 - registers the shipped actions
 from engine.fsm.definition import CallRef, MachineDef
 from engine.fsm.loader import load_file, machine_files
 from engine.paths import machines_dir
+from engine.vocabulary import load_vocabulary
+
+load_vocabulary()
 
 # every step of the authentication sub-flow (guards and actions)
 AUTH_STEPS = frozenset({

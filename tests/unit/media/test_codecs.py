@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from typing import Any
 
 import pytest
@@ -149,15 +147,3 @@ def test_codec_options(source: Any, dest: Any, sdp: bytes | str,
     (SDP_TE, True), (SDP_NO_TE, False), ("TELEPHONE-EVENT", True), ("", False)])
 def test_has_telephone_event(sdp: bytes | str, expected: bool) -> None:
     assert has_telephone_event(sdp) is expected
-
-
-def test_pure_cores_import_no_asyncio_driver() -> None:
-    code = ("import sys\n"
-            "import engine.rtpengine.ng, engine.rtpengine.selection\n"
-            "import engine.media.codecs, engine.media.commands\n"
-            "bad = [m for m in ('asyncio', 'httpx', 'aiohttp', 'engine.rtpengine.client',\n"
-            "       'engine.media.fetch') if m in sys.modules]\n"
-            "print(','.join(bad))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True)
-    assert out.stdout.strip() == ""

@@ -1,4 +1,4 @@
-"""Correlator, resend policy and error mapping driven by a fake clock (no sockets)."""
+"""NgCorrelator, resend policy and error mapping driven by a fake clock (no sockets)."""
 
 from __future__ import annotations
 
@@ -20,9 +20,9 @@ from engine.rtpengine.errors import (
 )
 from engine.rtpengine.ng import (
     CookieFactory,
-    Correlator,
+    NgCorrelator,
+    NgTransaction,
     ResendPolicy,
-    Transaction,
     bencode,
     check_reply,
     error_for,
@@ -106,20 +106,20 @@ class Harness:
         self.clock = FakeClock()
         self.sent: list[bytes] = []
         self.results: list[tuple[str, Any, Exception | None]] = []
-        self.corr = Correlator(self.clock, cookie_factory=CookieFactory("t"))
+        self.corr = NgCorrelator(self.clock, cookie_factory=CookieFactory("t"))
         self.policy = policy
 
     def send(self, datagram: bytes) -> None:
         self.sent.append(datagram)
 
-    def done(self, tx: Transaction, reply: Any, error: Exception | None) -> None:
+    def done(self, tx: NgTransaction, reply: Any, error: Exception | None) -> None:
         self.results.append((tx.cookie, reply, error))
 
-    def start(self, body: dict[str, Any] | None = None) -> Transaction:
+    def start(self, body: dict[str, Any] | None = None) -> NgTransaction:
         return self.corr.start(body or {"command": "ping"}, send=self.send, on_done=self.done,
                                policy=self.policy)
 
-    def reply(self, cookie: str, body: dict[str, Any]) -> Transaction | None:
+    def reply(self, cookie: str, body: dict[str, Any]) -> NgTransaction | None:
         return self.corr.feed(cookie.encode() + b" " + bencode(body))
 
 
