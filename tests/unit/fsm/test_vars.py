@@ -92,17 +92,27 @@ states:
 
 
 def test_an_ended_instance_lets_go_of_other_instances() -> None:
+    @dataclass(slots=True)
+    class Shared:  # like CallShared: a record naming the session instance
+        session: Any
+
     @dataclass(slots=True, kw_only=True)
     class Family:
         child: Any = None
         legs: dict[int, Any] = field(default_factory=dict)
+        others: dict[int, Any] = field(default_factory=dict)
+        call: Any = None
         name: str = "kept"
 
     is_inst = lambda value: value == "instance"  # noqa: E731 - a stand-in predicate
-    family = Family(child="instance", legs={1: "x"}, name="instance-free")
+    family = Family(child="instance", legs={1: "instance"}, others={1: "x"},
+                    call=Shared("instance"), name="instance-free")
     drop_vars(family, is_inst)
-    assert (family.child, family.legs, family.name) == (None, {1: "x"}, "instance-free")
-    assert build_vars(None, "adhoc", {"a": 1}).a == 1
+    assert (family.child, family.legs, family.others, family.call, family.name) == \
+        (None, {}, {1: "x"}, None, "instance-free")
+    loose = build_vars(None, "adhoc", {"a": 1, "b": "instance"})
+    drop_vars(loose, is_inst)
+    assert vars(loose) == {"a": 1}
 
 
 def test_every_shipped_machine_declares_its_variables() -> None:
@@ -114,10 +124,5 @@ def test_every_shipped_machine_declares_its_variables() -> None:
              for p in (ROOT / "machines").rglob("*.yaml")
              for line in p.read_text().splitlines() if line.startswith("machine:")}
     assert len(names) == 10
-    declared = set(REGISTRY.vars_types)
-    assert names - declared <= MACHINES_NOT_YET_TYPED, sorted(names - declared)
-
-
-# Machines whose actions still take an untyped context (issue 11, converted one by one).
-MACHINES_NOT_YET_TYPED: set[str] = set()
+    assert names <= set(REGISTRY.vars_types), sorted(names - set(REGISTRY.vars_types))
 
