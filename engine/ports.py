@@ -157,6 +157,11 @@ class IncomingRequest(SipMessageView, Protocol):
     def final_sent(self) -> bool: ...
 
     @property
+    def final_status(self) -> int | None:
+        """The final response sent (None before one): for summary lines."""
+        ...
+
+    @property
     def flow(self) -> str | None:
         """Opaque token of the connection the request arrived on (reuse it for TCP peers)."""
         ...
@@ -181,6 +186,10 @@ class IncomingRequest(SipMessageView, Protocol):
 
 class ClientLeg(Protocol):
     """An outgoing INVITE in progress (one branch of a fork)."""
+
+    # the call's (A leg's) Call-ID, set by the call leg: the SIP layer's log lines about
+    # this INVITE name the call as well as the leg
+    a_call_id: str | None
 
     @property
     def call_id(self) -> str: ...
@@ -290,6 +299,16 @@ class MediaPort(Protocol):
     ) -> None: ...
 
     async def query(self, *, call_id: str) -> Mapping[str, Any]: ...
+
+    def watch(self, call_id: str, on_lost: Callable[[str, str], None]) -> None:
+        """Call ``on_lost(instance, why)`` if RTPEngine loses ``call_id``'s session."""
+        ...
+
+    def unwatch(self, call_id: str) -> None: ...
+
+    def forget(self, call_id: str) -> None:
+        """Place ``call_id``'s next offer on any healthy instance (after a loss)."""
+        ...
 
     async def resolve(self, url: str) -> str:
         """Turn an announce/ringtone URL (``file:``/``http(s):``) into an absolute local

@@ -10,9 +10,10 @@ content types get 415 with Accept; a body without a usable signal gets 400.
 from __future__ import annotations
 
 import re
-from typing import Any
 
+from engine.actions._context import Ctx
 from engine.errors import MediaError
+from engine.ports import IncomingRequest
 
 _SIGNAL = re.compile(r"^\s*signal\s*=\s*([0-9A-Da-d*#]|1[0-5])\s*$", re.IGNORECASE | re.MULTILINE)
 _DURATION = re.compile(r"^\s*duration\s*=\s*(\d+)\s*$", re.IGNORECASE | re.MULTILINE)
@@ -42,7 +43,8 @@ def parse_dtmf(content_type: str | None, body: bytes) -> tuple[str, int] | str:
     return _CODES_10_15.get(digit, digit), max(40, min(duration, 5000))
 
 
-async def handle_info(ctx: Any, req: Any, *, call_id: str, from_tag: str) -> None:
+async def handle_info(ctx: Ctx[object], req: IncomingRequest, *, call_id: str,
+                      from_tag: str) -> None:
     """Answer an INFO: play its digit through RTPEngine from ``from_tag``, or refuse it."""
     if req.final_sent:
         return

@@ -1,62 +1,72 @@
 """Facts about the SIP request an instance handles, parsed once and cached in ``ctx.vars``.
 
 Not an action namespace (the leading underscore keeps it out of the registry):
-guards and actions of several namespaces share these helpers.
+guards and actions of several namespaces share these helpers. They work on any
+machine whose variables are ``RequestVars`` (registration, digest_auth,
+inbound_call).
 """
 
 from __future__ import annotations
 
-from typing import Any
-
+from engine.actions._context import Ctx
+from engine.machine_vars import MALFORMED, Malformed, RequestVars
+from engine.ports import IncomingRequest
 from engine.sip.digest import DigestCredentials, find_credentials
 from engine.sip.errors import SipParseError
 
-MALFORMED = object()  # cached marker: an Authorization header that cannot be parsed
+__all__ = ["MALFORMED", "aor_user", "credentials", "domain", "from_user", "request",
+           "requested_expires", "valid_credentials"]
 
 
-def request(ctx: Any) -> Any:
+def request(ctx: Ctx[RequestVars]) -> IncomingRequest:
     """The IncomingRequest (``ctx.vars.req``)."""
     return ctx.vars.req
 
 
-def domain(ctx: Any) -> str:
+def domain(ctx: Ctx[RequestVars]) -> str:
     """Request-URI host without port (IPv6 keeps its brackets), as the original keys it."""
-    value = getattr(ctx.vars, "domain", None)
+    value = ctx.vars.domain
     if value is None:
-        value = ctx.vars.domain = ctx.vars.req.message.request_uri.host
+        value = ctx.vars.domain = str(ctx.vars.req.message.request_uri.host)
     return value
 
 
-def aor_user(ctx: Any) -> str | None:
+def aor_user(ctx: Ctx[RequestVars]) -> str | None:
     """The To URI user: the address-of-record a REGISTER binds, the number an INVITE dials."""
-    return ctx.vars.req.message.to.uri.user
+    user: str | None = ctx.vars.req.message.to.uri.user
+    return user
 
 
-def from_user(ctx: Any) -> str | None:
-    return ctx.vars.req.message.from_.uri.user
+def from_user(ctx: Ctx[RequestVars]) -> str | None:
+    user: str | None = ctx.vars.req.message.from_.uri.user
+    return user
 
 
-def credentials(ctx: Any, *, proxy: bool = False) -> DigestCredentials | object | None:
+def credentials(ctx: Ctx[RequestVars], *,
+                proxy: bool = False) -> DigestCredentials | Malformed | None:
     """The request's digest credentials for our realm, None, or ``MALFORMED``."""
-    if not hasattr(ctx.vars, "creds"):
+    v = ctx.vars
+    if not v.creds_parsed:
         try:
-            ctx.vars.creds = find_credentials(ctx.vars.req.message, domain(ctx), proxy=proxy)
+            v.creds = find_credentials(v.req.message, domain(ctx), proxy=proxy)
         except SipParseError:
-            ctx.vars.creds = MALFORMED
-    return ctx.vars.creds
+            v.creds = MALFORMED
+        v.creds_parsed = True
+    return v.creds
 
 
-def valid_credentials(ctx: Any) -> DigestCredentials:
+def valid_credentials(ctx: Ctx[RequestVars]) -> DigestCredentials:
     creds = credentials(ctx)
     if not isinstance(creds, DigestCredentials):
         raise ValueError("no usable credentials (machine checked auth.has_credentials?)")
     return creds
 
 
-def requested_expires(ctx: Any) -> int | None:
+def requested_expires(ctx: Ctx[RequestVars]) -> int | None:
     """Expiry the REGISTER asks for: the first Contact's ``expires``, else ``Expires``."""
-    if not hasattr(ctx.vars, "requested_expires"):
-        msg = ctx.vars.req.message
+    v = ctx.vars
+    if not v.expires_read:
+        msg = v.req.message
         value: int | None = None
         contacts = [] if msg.contact_is_star else msg.contacts
         if contacts:
@@ -65,5 +75,6 @@ def requested_expires(ctx: Any) -> int | None:
                 value = int(raw)
         if value is None:
             value = msg.expires
-        ctx.vars.requested_expires = value
-    return ctx.vars.requested_expires
+        v.requested_expires = value
+        v.expires_read = True
+    return v.requested_expires

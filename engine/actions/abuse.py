@@ -11,22 +11,23 @@ counts every failed authentication. The counting and its limits live in
 
 from __future__ import annotations
 
-from typing import Any
-
+from engine.abuse.guard import AbuseGuard
+from engine.actions._context import Ctx
 from engine.actions._request import domain, valid_credentials
 from engine.errors import StoreError
 from engine.fsm import Outcome, action, guard
 from engine.log import get_logger
+from engine.machine_vars import DigestAuthVars
 
 log = get_logger("engine.abuse")
 
 
-def _service(ctx: Any) -> Any:
-    return getattr(ctx.services, "abuse", None)
+def _service(ctx: Ctx[object]) -> AbuseGuard | None:
+    return ctx.services.abuse
 
 
 @guard()
-def source_exempt(ctx: Any, p: Any) -> bool:
+def source_exempt(ctx: Ctx[DigestAuthVars], p: object) -> bool:
     """The source is never banned or counted (protection off, ABUSE_ALLOW, a trunk CIDR)."""
     service = _service(ctx)
     return service is None or service.exempt(ctx.vars.req.source.host)
@@ -34,7 +35,7 @@ def source_exempt(ctx: Any, p: Any) -> bool:
 
 @action(emits=("abuse.clear", "abuse.banned", "abuse.nonce_spent", "abuse.error"),
         outcomes=("abuse.clear", "abuse.banned", "abuse.nonce_spent", "abuse.error"))
-async def check(ctx: Any, p: Any) -> None:
+async def check(ctx: Ctx[DigestAuthVars], p: object) -> None:
     """One Redis read: is the source banned (for everyone, or for this user), or has the
     nonce had too many failed responses? → abuse.banned / abuse.nonce_spent / abuse.clear."""
     service = _service(ctx)
@@ -56,7 +57,7 @@ async def check(ctx: Any, p: Any) -> None:
 
 
 @action(emits=("abuse.recorded",), outcomes=("abuse.recorded",))
-async def record_failure(ctx: Any, p: Any) -> None:
+async def record_failure(ctx: Ctx[DigestAuthVars], p: object) -> None:
     """Count a failed authentication for the nonce, the source and the user (exempt
     sources are not counted); bans it creates are logged. Always → abuse.recorded: an
     unavailable counter store does not change the answer to the request."""

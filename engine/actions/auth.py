@@ -15,11 +15,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from engine.actions._context import Ctx
 from engine.actions._request import MALFORMED, credentials, domain, valid_credentials
 from engine.actions.sip import send_reply
+from engine.config.model import PasswordClient
 from engine.errors import StoreError
-from engine.fsm import Outcome, action, guard
+from engine.fsm import Instance, Outcome, action, guard
 from engine.fsm.runtime import DONE
+from engine.machine_vars import AuthenticatedVars, DigestAuthVars, Malformed
+from engine.ports import IncomingRequest
 from engine.sip.digest import DigestCredentials, DigestOutcome
 
 
@@ -29,7 +33,7 @@ class NonceIs:
                      "malformed"]
 
 
-def _credentials(ctx: Any) -> DigestCredentials | object | None:
+def _credentials(ctx: Ctx[DigestAuthVars]) -> DigestCredentials | Malformed | None:
     """The credentials digest_auth checks: Authorization, or Proxy-Authorization when the
     parent asked for 407 challenges. The first check of the machine parses and caches them
     (``ctx.vars.creds``), so the abuse, RegHook and trunk actions read the same ones."""
@@ -37,14 +41,14 @@ def _credentials(ctx: Any) -> DigestCredentials | object | None:
 
 
 @guard()
-def has_credentials(ctx: Any, p: Any) -> bool:
+def has_credentials(ctx: Ctx[DigestAuthVars], p: object) -> bool:
     """The request carries an Authorization (Proxy-Authorization) header, well formed or
     not."""
     return _credentials(ctx) is not None
 
 
 @guard()
-def malformed(ctx: Any, p: Any) -> bool:
+def malformed(ctx: Ctx[DigestAuthVars], p: object) -> bool:
     """The Authorization header cannot be parsed or lacks required fields (→ 400)."""
     creds = _credentials(ctx)
     if creds is MALFORMED:
@@ -52,7 +56,7 @@ def malformed(ctx: Any, p: Any) -> bool:
     return creds is not None and _static(ctx) is DigestOutcome.MALFORMED
 
 
-def _static(ctx: Any) -> DigestOutcome:
+def _static(ctx: Ctx[DigestAuthVars]) -> DigestOutcome:
     outcome = ctx.vars.nonce_outcome
     if outcome is None:
         outcome = ctx.vars.nonce_outcome = ctx.services.digest.check_static(
@@ -61,7 +65,7 @@ def _static(ctx: Any) -> DigestOutcome:
 
 
 @guard(params=NonceIs)
-def nonce_is(ctx: Any, p: NonceIs) -> bool:
+def nonce_is(ctx: Ctx[DigestAuthVars], p: NonceIs) -> bool:
     """Result of the password-free checks (realm, algorithm, our nonce, fresh)."""
     creds = _credentials(ctx)
     if creds is None or creds is MALFORMED:
@@ -70,13 +74,13 @@ def nonce_is(ctx: Any, p: NonceIs) -> bool:
 
 
 @action()
-async def mark_stale(ctx: Any, p: Any) -> None:
+async def mark_stale(ctx: Ctx[DigestAuthVars], p: object) -> None:
     """The next challenge carries stale=true (the client may retry without asking the user)."""
     ctx.vars.stale = True
 
 
 @action()
-async def challenge(ctx: Any, p: Any) -> None:
+async def challenge(ctx: Ctx[DigestAuthVars], p: object) -> None:
     """401 with WWW-Authenticate (407 with Proxy-Authenticate when the parent asked for it):
     realm = the domain, a fresh nonce, qop=auth."""
     proxy = ctx.vars.proxy
@@ -97,11 +101,13 @@ _VERIFY_EVENTS = {
 
 @action(emits=("auth.ok", "auth.stale", "auth.replay", "auth.bad", "auth.error"),
         outcomes=("auth.ok", "auth.stale", "auth.replay", "auth.bad", "auth.error"))
-async def verify_password(ctx: Any, p: Any) -> None:
+async def verify_password(ctx: Ctx[DigestAuthVars], p: object) -> None:
     """Check the digest response with the client's static password (the nc count is
     advanced in the store only for a correct response)."""
     creds = valid_credentials(ctx)
-    password = ctx.vars.client_match.client.password
+    match = ctx.vars.client_match
+    assert isinstance(match, PasswordClient)  # the machine checked config.client_has_password
+    password = match.client.password
     realm = domain(ctx)
     method = ctx.vars.req.method
 
@@ -117,7 +123,7 @@ async def verify_password(ctx: Any, p: Any) -> None:
 
 @action(emits=("auth.ok", "auth.replay", "auth.error"),
         outcomes=("auth.ok", "auth.replay", "auth.error"))
-async def advance_nonce_count(ctx: Any, p: Any) -> None:
+async def advance_nonce_count(ctx: Ctx[DigestAuthVars], p: object) -> None:
     """Record the credentials' nonce count; a count already seen is a replay."""
     creds = valid_credentials(ctx)
     digest = ctx.services.digest
@@ -137,7 +143,7 @@ async def advance_nonce_count(ctx: Any, p: Any) -> None:
 
 @action(emits=("auth.ok", "auth.stale", "auth.replay", "auth.bad", "auth.error"),
         outcomes=("auth.ok", "auth.stale", "auth.replay", "auth.bad", "auth.error"))
-async def verify_trunk_password(ctx: Any, p: Any) -> None:
+async def verify_trunk_password(ctx: Ctx[DigestAuthVars], p: object) -> None:
     """Check the digest response against each auth trunk whose authUser is the username;
     the first that verifies is the calling trunk."""
     creds = valid_credentials(ctx)
@@ -160,13 +166,13 @@ async def verify_trunk_password(ctx: Any, p: Any) -> None:
 
 
 @guard()
-def trunks_allowed(ctx: Any, p: Any) -> bool:
+def trunks_allowed(ctx: Ctx[DigestAuthVars], p: object) -> bool:
     """The parent asked to try the domain's auth trunks (calls; a REGISTER is a client's)."""
     return bool(ctx.vars.trunks)
 
 
 @action()
-async def grant_trunk(ctx: Any, p: Any) -> None:
+async def grant_trunk(ctx: Ctx[DigestAuthVars], p: object) -> None:
     """The trunk whose password verified is who authenticated (reported as ``trunk``)."""
     ctx.vars.granted_trunk = ctx.vars.candidate_trunk
 
@@ -188,18 +194,16 @@ class Authenticate:
         "doc": "try the domain's auth trunks whose authUser is the digest username first"})
 
 
-def digest_auth_vars(req: Any, realm: str, *, proxy: bool, trunks: bool) -> dict[str, Any]:
-    """Every variable digest_auth starts with: its parameters (the request, the realm, 407
-    or 401, auth trunks or not), then what it finds out (reported by ``auth.report``)."""
-    return {
-        "req": req, "domain": realm, "proxy": proxy, "trunks": trunks,
-        "nonce_outcome": None, "stale": False, "grant": None, "granted_trunk": None,
-        "reply_status": None, "reply_why": None, "reply_challenge": False,
-    }
+def digest_auth_vars(req: IncomingRequest, realm: str, *, proxy: bool,
+                     trunks: bool) -> dict[str, Any]:
+    """What digest_auth is spawned with (``DigestAuthVars``): the request, the realm, 407
+    or 401, auth trunks or not. What it finds out goes back in its result
+    (``auth.report``)."""
+    return {"req": req, "domain": realm, "proxy": proxy, "trunks": trunks}
 
 
 @action(params=Authenticate, emits=AUTH_OUTCOMES, outcomes=AUTH_OUTCOMES)
-async def authenticate(ctx: Any, p: Authenticate) -> None:
+async def authenticate(ctx: Ctx[AuthenticatedVars], p: Authenticate) -> None:
     """Run ``machines/digest_auth.yaml`` as a child for this request. It ends with
     auth.granted, auth.challenged or auth.rejected (the child sent the challenge or the
     refusal), or auth.failed (it failed unexpectedly and sent nothing); the event's data is
@@ -209,9 +213,10 @@ async def authenticate(ctx: Any, p: Authenticate) -> None:
     The child ends with this instance."""
     child_vars = digest_auth_vars(ctx.vars.req, domain(ctx), proxy=p.challenge == 407,
                                   trunks=p.trunks)
+    assert isinstance(ctx, Instance)  # the runtime calls every action with its instance
     child = ctx.runtime.spawn(AUTH_MACHINE, vars=child_vars, parent=ctx)
 
-    def finished(done: Any) -> None:
+    def finished(done: Instance) -> None:
         if ctx.done:
             return
         result = done.result
@@ -227,10 +232,11 @@ async def authenticate(ctx: Any, p: Authenticate) -> None:
     await child.send("start")
 
 
-def _keep(v: Any, result: dict[str, Any]) -> None:
+def _keep(v: AuthenticatedVars, result: dict[str, Any]) -> None:
     """The parent's own copy of what the child found (see ``authenticate``)."""
     if result.get("creds") is not None:
         v.creds = result["creds"]
+        v.creds_parsed = True
     if result.get("grant") is not None:
         v.grant = result["grant"]
     if result.get("trunk") is not None:
@@ -242,7 +248,7 @@ def _keep(v: Any, result: dict[str, Any]) -> None:
 
 
 @action()
-async def report(ctx: Any, p: Any) -> None:
+async def report(ctx: Ctx[DigestAuthVars], p: object) -> None:
     """digest_auth's result for its parent (at each ending): the credentials, the grant
     (client settings or the RegHook's reply), the verified trunk, and the final response
     sent (status, why, challenge)."""
@@ -258,6 +264,6 @@ async def report(ctx: Any, p: Any) -> None:
 
 
 @guard()
-def by_trunk(ctx: Any, p: Any) -> bool:
+def by_trunk(ctx: Ctx[object], p: object) -> bool:
     """The granted credentials are an auth trunk's, not a client's (``auth.granted`` data)."""
     return ctx.event.get("trunk") is not None

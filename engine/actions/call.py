@@ -6,18 +6,21 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
 
+from engine.actions._context import Ctx
 from engine.actions._request import domain, from_user
-from engine.config.matching import dialplan_from_json
+from engine.config.matching import Dialplan, dialplan_from_json
+from engine.config.model import Trunk
 from engine.fsm import Outcome, action, delay, guard
+from engine.machine_vars import CallVars
+from engine.ports import Binding
 
 CALLER_OUTCOMES = ("call.caller_registered", "call.caller_unregistered", "store.error")
 LIVE_CALL_TTL = 4 * 3600  # refreshed never; a call lasting longer simply drops off the list
 
 
 @action(emits=CALLER_OUTCOMES, outcomes=CALLER_OUTCOMES)
-async def load_caller_registration(ctx: Any, p: Any) -> None:
+async def load_caller_registration(ctx: Ctx[CallVars], p: object) -> None:
     """Read ``client:{domain}:{from user}``: its dialplan and codecs apply to this call."""
     store = ctx.services.store
     dom, user = domain(ctx), from_user(ctx)
@@ -32,60 +35,60 @@ async def load_caller_registration(ctx: Any, p: Any) -> None:
     ctx.start(load(), done="call.caller_registered", error="store.error")
 
 
-def dialled_number(ctx: Any) -> str | None:
+def dialled_number(ctx: Ctx[CallVars]) -> str | None:
     """The number to route: the Request-URI user (D-32); the To user for calls arriving on
     a trunk we register to (their Request-URI is our registration contact); a trunk's
     ``number_from`` ("ruri" or "to") overrides either."""
     msg = ctx.vars.req.message
-    trunk = getattr(ctx.vars, "trunk", None)
+    trunk = ctx.vars.trunk
     source = "ruri"
     if trunk is not None:
         if trunk.number_from in ("ruri", "to"):
             source = trunk.number_from
-        elif getattr(ctx.vars, "trunk_match", None) == "reg-id":
+        elif ctx.vars.trunk_match == "reg-id":
             source = "to"
-    return msg.to.uri.user if source == "to" else msg.request_uri.user
+    user: str | None = msg.to.uri.user if source == "to" else msg.request_uri.user
+    return user
 
 
-def _dialplan(ctx: Any) -> Any:
-    trunk = getattr(ctx.vars, "trunk", None)
+def dialplan_of(trunk: Trunk | None, binding: Binding | None,
+                precedence: str) -> Dialplan | None:
+    """The dialplan that routes a call: its trunk's, else the caller registration's."""
     if trunk is not None:
         return trunk.dialplan
-    binding = getattr(ctx.vars, "caller_binding", None)
     if binding is None or binding.dialplan is None:
         return None
     raw = binding.dialplan
     text = raw if isinstance(raw, str) else json.dumps(raw, separators=(",", ":"))
-    return dialplan_from_json(text, ctx.services.settings.dialplan_precedence)
+    return dialplan_from_json(text, precedence)
 
 
 @guard()
-def dialplan_matches(ctx: Any, p: Any) -> bool:
+def dialplan_matches(ctx: Ctx[CallVars], p: object) -> bool:
     """The dialled number matches the dialplan (the trunk's, or the caller's registration's)."""
     number = dialled_number(ctx)
     ctx.vars.dialled = number
-    plan = _dialplan(ctx)
+    v = ctx.vars
+    plan = dialplan_of(v.trunk, v.caller_binding, ctx.services.settings.dialplan_precedence)
     match = plan.match(number) if plan is not None and number else None
     ctx.vars.route = match
     return match is not None
 
 
-def caller_codecs(ctx: Any) -> list[str] | None:
+def codecs_of(trunk: Trunk | None, binding: Binding | None) -> list[str] | None:
     """The caller's codec list: the trunk's, or the caller registration's grant."""
-    trunk = getattr(ctx.vars, "trunk", None)
     if trunk is not None:
         return list(trunk.codecs) if trunk.codecs else None
-    binding = getattr(ctx.vars, "caller_binding", None)
     codecs = binding.codecs if binding is not None else None
     return list(codecs) if isinstance(codecs, list) else None
 
 
 @action()
-async def record_start(ctx: Any, p: Any) -> None:
+async def record_start(ctx: Ctx[CallVars], p: object) -> None:
     """Record the live call at ``call:{domain}:{callId}`` (read by the API and other
     instances); removed by ``call.record_end``."""
     req = ctx.vars.req
-    trunk = getattr(ctx.vars, "trunk", None)
+    trunk = ctx.vars.trunk
     fields = {
         "from": from_user(ctx) or "", "to": ctx.vars.dialled or "",
         "source": "client" if trunk is None else f"trunk:{trunk.id}",
@@ -100,9 +103,9 @@ async def record_start(ctx: Any, p: Any) -> None:
 
 
 @action()
-async def record_end(ctx: Any, p: Any) -> None:
+async def record_end(ctx: Ctx[CallVars], p: object) -> None:
     """Remove the live-call record (if one was written)."""
-    if getattr(ctx.vars, "call_recorded", False):
+    if ctx.vars.call_recorded:
         ctx.vars.call_recorded = False
         ctx.runtime.background(
             ctx.services.store.remove_call(domain=domain(ctx), call_id=ctx.vars.req.call_id),
@@ -115,6 +118,6 @@ class MaxSeconds:
 
 
 @delay(params=MaxSeconds)
-def max_seconds(ctx: Any, p: MaxSeconds) -> float:
+def max_seconds(ctx: Ctx[object], p: MaxSeconds) -> float:
     """MAX_CALL_SECS (plus ``extra``): the longest a bridged call may last."""
     return float(ctx.services.settings.max_call_secs) + p.extra

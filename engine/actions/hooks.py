@@ -6,17 +6,22 @@ not this code, says which SIP status each outcome gets.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from engine.actions._context import Ctx
 from engine.actions._request import domain, requested_expires, valid_credentials
 from engine.actions.sip import send_reply
+from engine.config.matching import DialplanMatch
+from engine.config.model import RegHookClient
 from engine.fsm import Outcome, action, guard
 from engine.hooks.callhook import CallHookFailed, wants_fallback
 from engine.hooks.callscript import CallScriptError, callscript_summary, validate_callscript
 from engine.hooks.payloads import callhook_body, reghook_body
 from engine.hooks.reghook import Denied, Granted, HookFailed
 from engine.hooks.templates import CallTemplateError, is_file_callhook
+from engine.machine_vars import CallVars, DigestAuthVars
 from engine.sip.builders import REASON_PHRASES, reason_phrase
 
 REGHOOK_OUTCOMES = ("hook.granted", "hook.denied", "hook.http_error", "hook.timeout",
@@ -31,7 +36,7 @@ _FAILURE_EVENTS = {
 }
 
 
-def reghook_request(ctx: Any) -> dict[str, Any]:
+def reghook_request(ctx: Ctx[DigestAuthVars]) -> dict[str, Any]:
     """The RegHook body (spec §2.2) with the fixes: realm = domain, expires = requested."""
     req = ctx.vars.req
     creds = valid_credentials(ctx)
@@ -45,13 +50,14 @@ def reghook_request(ctx: Any) -> dict[str, Any]:
 
 
 @action(emits=REGHOOK_OUTCOMES, outcomes=REGHOOK_OUTCOMES)
-async def reghook(ctx: Any, p: Any) -> None:
+async def reghook(ctx: Ctx[DigestAuthVars], p: object) -> None:
     """POST the digest data to the client's RegHook (then to its reghookFallback if the
     RegHook fails); the reply becomes hook.granted, hook.denied, hook.http_error,
     hook.timeout, hook.unreachable, hook.invalid_reply or hook.circuit_open (the URL's
     circuit breaker is open: nothing was sent)."""
     match = ctx.vars.client_match
-    url, fallback = match.url, getattr(match, "fallback", None)
+    assert isinstance(match, RegHookClient)  # the machine checked config.client_has_reghook
+    url, fallback = match.url, match.fallback
     body = reghook_request(ctx)
     caller = ctx.services.reghook
 
@@ -71,27 +77,27 @@ async def reghook(ctx: Any, p: Any) -> None:
 
 
 @guard()
-def blacklisted(ctx: Any, p: Any) -> bool:
+def blacklisted(ctx: Ctx[DigestAuthVars], p: object) -> bool:
     """The RegHook denied with ``blacklist: true``."""
-    result = getattr(ctx.vars, "hook_result", None)
+    result = ctx.vars.hook_result
     return isinstance(result, Denied) and result.blacklist
 
 
-def _sip_status(ctx: Any) -> int | None:
+def _sip_status(ctx: Ctx[object]) -> int | None:
     status = ctx.event.get("status")
     ok = isinstance(status, int) and 400 <= status <= 699 and status in REASON_PHRASES
     return status if ok else None
 
 
 @guard()
-def status_is_sip(ctx: Any, p: Any) -> bool:
+def status_is_sip(ctx: Ctx[object], p: object) -> bool:
     """The hook's HTTP error status is also a defined SIP failure status (e.g. 404, 503;
     not 418)."""
     return _sip_status(ctx) is not None
 
 
 @action()
-async def relay_status(ctx: Any, p: Any) -> None:
+async def relay_status(ctx: Ctx[DigestAuthVars], p: object) -> None:
     """Answer with the hook's HTTP status as the SIP status (compatible with the original)."""
     status = _sip_status(ctx) or 500
     if status == 401:
@@ -125,24 +131,27 @@ CALLHOOK_OUTCOMES = ("script.ready", "script.timeout", "script.unreachable",
 SCRIPT_OUTCOMES = (*CALLHOOK_OUTCOMES, "script.no_route")
 
 
-def callhook_request(ctx: Any) -> dict[str, Any]:
+def callhook_request(ctx: Ctx[CallVars]) -> dict[str, Any]:
     """The CallHook body (spec §5.1): ``source`` for a trunk is only ``{id, name}`` (S-4);
     the caller's digest credentials are not passed on. ``refer`` is ``false`` on every
     ordinary fetch, as the original sends it (webhook apps test ``body.refer === false``)."""
     req = ctx.vars.req
     msg = req.message
-    trunk = getattr(ctx.vars, "trunk", None)
+    trunk = ctx.vars.trunk
     headers = [(n, v) for n, v in msg.headers
                if n.lower() not in ("authorization", "proxy-authorization")]
     return callhook_body(
         domain=domain(ctx), from_user=msg.from_.uri.user, to_user=ctx.vars.dialled,
         call_id=req.call_id, source_address=req.source.host, headers=headers,
         source="client" if trunk is None else trunk.public_view(),
-        refer=False, count=getattr(ctx.vars, "count", 0),
+        refer=False, count=ctx.vars.count,
     )
 
 
-def fetch_callscript(ctx: Any, body: dict[str, Any], route: Any) -> None:
+Route = DialplanMatch | None | Callable[[], Awaitable[DialplanMatch | None]]
+
+
+def fetch_callscript(ctx: Ctx[object], body: dict[str, Any], route: Route) -> None:
     """Start fetching a CallScript for ``body``: ``route`` is the DialplanMatch (or an async
     function returning it) naming the CallHook. Ends with script.ready, one event per kind
     of failure (``CALLHOOK_FAILURES``; script.invalid for a reply or file template that is
@@ -154,7 +163,7 @@ def fetch_callscript(ctx: Any, body: dict[str, Any], route: Any) -> None:
         if match is None:
             return Outcome("script.no_route", {"why": "no dialplan match"})
         outcome = await script_from(match.call_hook)
-        fallback = getattr(match, "call_hook_fallback", None)
+        fallback = match.call_hook_fallback
         failure = outcome.data or {}
         if (outcome.event != "script.ready" and fallback and fallback != match.call_hook
                 and failure.get("try_fallback", True)):
@@ -195,7 +204,7 @@ def fetch_callscript(ctx: Any, body: dict[str, Any], route: Any) -> None:
 
 
 @action(emits=CALLHOOK_OUTCOMES, outcomes=CALLHOOK_OUTCOMES)
-async def callhook(ctx: Any, p: Any) -> None:
+async def callhook(ctx: Ctx[CallVars], p: object) -> None:
     """Fetch the CallScript: POST the CallHook (bounded by CALLHOOK_TIMEOUT) or render its
     ``file:`` template, then validate it → script.ready, or what went wrong:
     script.timeout, script.unreachable, script.http_error, script.circuit_open,
@@ -211,6 +220,6 @@ class ScriptFailure:
 
 
 @action(params=ScriptFailure)
-async def reply_script_failure(ctx: Any, p: ScriptFailure) -> None:
+async def reply_script_failure(ctx: Ctx[CallVars], p: ScriptFailure) -> None:
     """Reject the call because no usable CallScript came back; X-Reason names the cause."""
     await send_reply(ctx, p.status, p.reason, why=ctx.event.get("why") or "CallHook failed")

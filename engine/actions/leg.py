@@ -9,16 +9,18 @@ ports and codec policy (D-34).
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from engine.actions._context import Ctx
 from engine.actions.media import caller_sdp, media_session
-from engine.actions.session import session_vars
 from engine.errors import SipError
-from engine.fsm import Outcome, action, declare_events, delay, guard
+from engine.fsm import Instance, Outcome, action, declare_events, delay, guard
+from engine.machine_vars import LegVars
 from engine.media.codecs import LegCodecs
 from engine.media.codecs import direct_media as both_direct
-from engine.ports import Credentials
+from engine.ports import Credentials, IncomingRequest, SipResponseView
 
 INVITE_OUTCOMES = ("leg.sip_answered", "leg.sip_failed")
 
@@ -48,25 +50,40 @@ class LegSpec:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def _spec(ctx: Any) -> LegSpec:
+def _spec(ctx: Ctx[LegVars]) -> LegSpec:
     return ctx.vars.spec
 
 
+def leg_vars(leg: Instance) -> LegVars:
+    """A call_leg's variables, for the connect verb that reads what its leg found out (its
+    dialog, spec, branch); the leg alone writes them."""
+    v = leg.vars
+    assert isinstance(v, LegVars), f"{leg} is no call_leg"
+    return v
+
+
+def _report(ctx: Ctx[LegVars], event: str, data: dict[str, Any]) -> None:
+    """Tell the connect verb that spawned this leg."""
+    parent = ctx.parent
+    assert parent is not None  # a call_leg is always a connect verb's child
+    parent.post(event, data)
+
+
 @guard()
-def direct_media(ctx: Any, p: Any) -> bool:
+def direct_media(ctx: Ctx[LegVars], p: object) -> bool:
     """Both the caller and this destination allow direct media (DIRECT): no RTPEngine."""
     return both_direct(media_session(ctx).caller, _spec(ctx).codecs)
 
 
 @guard()
-def caller_sent_no_sdp(ctx: Any, p: Any) -> bool:
+def caller_sent_no_sdp(ctx: Ctx[LegVars], p: object) -> bool:
     """Late offer: the caller's INVITE had no SDP, so this leg's INVITE has none either and
     the callee's 200 carries the offer (D-34)."""
     return not caller_sdp(ctx)
 
 
 @action(emits=("media.done", "media.error"), outcomes=("media.done", "media.error"))
-async def offer_media(ctx: Any, p: Any) -> None:
+async def offer_media(ctx: Ctx[LegVars], p: object) -> None:
     """RTPEngine offer of the caller's SDP for this leg: mask = the caller's codecs,
     transcode = this leg's codecs, on this leg's own branch."""
     ms = media_session(ctx)
@@ -85,7 +102,7 @@ async def offer_media(ctx: Any, p: Any) -> None:
     ctx.start(offer(), done="media.done", error="media.error")
 
 
-def _headers(ctx: Any, spec: LegSpec) -> list[tuple[str, str]]:
+def _headers(ctx: Ctx[object], spec: LegSpec) -> list[tuple[str, str]]:
     sip = ctx.services.sip
     transport = "tcp" if "transport=tcp" in spec.uri.lower() else "udp"
     contact = sip.contact_uri(transport=transport, user=spec.caller_id or None)
@@ -101,15 +118,15 @@ def _headers(ctx: Any, spec: LegSpec) -> list[tuple[str, str]]:
 
 
 @action(emits=(*INVITE_OUTCOMES, "leg.provisional"), outcomes=INVITE_OUTCOMES)
-async def send_invite(ctx: Any, p: Any) -> None:
+async def send_invite(ctx: Ctx[LegVars], p: object) -> None:
     """Send the INVITE (1xx → ``leg.provisional``; 2xx → ``leg.sip_answered``; a failure,
     timeout or cancel → ``leg.sip_failed`` with the status)."""
     spec = _spec(ctx)
-    sdp = getattr(ctx.vars, "offer_sdp", None)
+    sdp = ctx.vars.offer_sdp
     if sdp is None and direct_media(ctx, None):
         sdp = caller_sdp(ctx)
 
-    def provisional(response: Any) -> None:
+    def provisional(response: SipResponseView) -> None:
         ctx.post("leg.provisional", {"response": response})
 
     leg = ctx.services.sip.invite(
@@ -132,69 +149,67 @@ async def send_invite(ctx: Any, p: Any) -> None:
     ctx.start(wait(), done="leg.sip_answered", error="leg.sip_failed", scope="instance")
 
 
-def _link_call_ids(ctx: Any, leg_call_id: str) -> None:
+def _link_call_ids(ctx: Ctx[LegVars], leg_call_id: str) -> None:
     """Tie this B leg's Call-ID to the call's: its lines carry both ``call_id`` (the A leg's)
     and ``leg_call_id``, and the call's summary line lists it under ``legs``."""
     ctx.vars.leg_call_id = leg_call_id
     ctx.bind_log(leg_call_id=leg_call_id)
-    call = session_vars(ctx)
-    known = getattr(call, "leg_call_ids", None)
-    if known is None:
-        call.leg_call_ids = known = []
+    known = ctx.vars.call.leg_call_ids
     if leg_call_id not in known and len(known) < 32:  # bounded: a fork has a few legs
         known.append(leg_call_id)
 
 
 @delay()
-def ring_timeout(ctx: Any, p: Any) -> float:
+def ring_timeout(ctx: Ctx[LegVars], p: object) -> float:
     """The destination's ``timeout`` (seconds, default 30)."""
     return _spec(ctx).timeout
 
 
 @action()
-async def report_provisional(ctx: Any, p: Any) -> None:
+async def report_provisional(ctx: Ctx[LegVars], p: object) -> None:
     """Tell the connect verb: 183 with SDP → ``leg.early_media``; 180-182 → ``leg.ringing``."""
     response = ctx.event.data["response"]
     index = _spec(ctx).index
     if response.body and (response.status == 183 or b"v=0" in response.body[:8]):
-        ctx.parent.post("leg.early_media", {"index": index, "response": response})
+        _report(ctx, "leg.early_media", {"index": index, "response": response})
     elif 180 <= response.status <= 189:
-        ctx.parent.post("leg.ringing", {"index": index, "status": response.status,
+        _report(ctx, "leg.ringing", {"index": index, "status": response.status,
                                         "reason": response.reason})
 
 
 @action()
-async def report_answered(ctx: Any, p: Any) -> None:
+async def report_answered(ctx: Ctx[LegVars], p: object) -> None:
     # The INVITE is done: drop the client-leg handle (and the request it holds) for the
     # rest of the call; the dialog is all a connected leg needs.
     ctx.vars.client_leg = None
-    ctx.parent.post("leg.answered", {"index": _spec(ctx).index})
+    _report(ctx, "leg.answered", {"index": _spec(ctx).index})
 
 
 @guard()
-def callee_silent(ctx: Any, p: Any) -> bool:
+def callee_silent(ctx: Ctx[LegVars], p: object) -> bool:
     """Nothing answered this leg's INVITE yet, not even 100 Trying: its CANCEL must wait in
     the stack for a provisional response (RFC 3261 §9.1), possibly until the INVITE times
     out. The stack still sends it then, and hangs up a 200 that crosses it."""
-    leg = getattr(ctx.vars, "client_leg", None)
+    leg = ctx.vars.client_leg
     return leg is not None and not leg.responded
 
 
 @action()
-async def cancel_invite(ctx: Any, p: Any) -> None:
+async def cancel_invite(ctx: Ctx[LegVars], p: object) -> None:
     """CANCEL the pending INVITE (a 200 that crosses it arrives as leg.sip_answered)."""
-    leg = getattr(ctx.vars, "client_leg", None)
+    leg = ctx.vars.client_leg
     if leg is not None:
         ctx.runtime.background(leg.cancel(), "CANCEL leg")
 
 
 @action()
-async def watch_dialog(ctx: Any, p: Any) -> None:
+async def watch_dialog(ctx: Ctx[LegVars], p: object) -> None:
     """The B dialog's in-dialog requests become events of this leg."""
     dialog = ctx.vars.dialog
+    assert dialog is not None  # the leg answered
 
-    def forward(event: str) -> Any:
-        def listener(req: Any) -> None:
+    def forward(event: str) -> Callable[[IncomingRequest], None]:
+        def listener(req: IncomingRequest) -> None:
             ctx.post(event, {"req": req})
         return listener
 
@@ -205,20 +220,20 @@ async def watch_dialog(ctx: Any, p: Any) -> None:
 
 
 @action()
-async def forward_to_connect(ctx: Any, p: Any) -> None:
+async def forward_to_connect(ctx: Ctx[LegVars], p: object) -> None:
     """Hand a B-dialog request to the connect verb, which owns both legs."""
-    ctx.parent.post(ctx.event.name, {**ctx.event.data, "index": _spec(ctx).index})
+    _report(ctx, ctx.event.name, {**ctx.event.data, "index": _spec(ctx).index})
 
 
 @action()
-async def report_hangup(ctx: Any, p: Any) -> None:
-    ctx.parent.post("leg.hangup", {"index": _spec(ctx).index})
+async def report_hangup(ctx: Ctx[LegVars], p: object) -> None:
+    _report(ctx, "leg.hangup", {"index": _spec(ctx).index})
 
 
 @action(emits=("leg.bye_done",), outcomes=("leg.bye_done",))
-async def send_bye(ctx: Any, p: Any) -> None:
+async def send_bye(ctx: Ctx[LegVars], p: object) -> None:
     """BYE the B dialog (a late answer, or the caller left); done either way."""
-    dialog = getattr(ctx.vars, "dialog", None) or ctx.event.get("dialog")
+    dialog = ctx.vars.dialog or ctx.event.get("dialog")
 
     async def bye() -> None:
         if dialog is not None and dialog.connected:

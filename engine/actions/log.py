@@ -9,8 +9,16 @@ import string
 from dataclasses import dataclass, field
 from typing import Any
 
+from engine.actions._context import Ctx
 from engine.fsm import action
 from engine.log import get_logger
+from engine.machine_vars import (
+    CallVars,
+    LegVars,
+    RegistrationVars,
+    RequestVars,
+    TrunkRegistrationVars,
+)
 from engine.sip.digest import DigestCredentials
 
 # -------------------------------------------------------------------------- log.*
@@ -65,23 +73,23 @@ def compile_template(message: str) -> tuple[_Part, ...]:
     return tuple(parts)
 
 
-def _root_vars(ctx: Any) -> Any:
+def _root_vars(ctx: Ctx[object]) -> object:
     """The variables of the instance that owns the call's request (the root ancestor)."""
-    node = ctx
-    for _ in range(16):
-        parent = getattr(node, "parent", None)
-        if parent is None:
+    vars_: object = ctx.vars
+    node = ctx.parent
+    for _ in range(16):  # bounded: parents form a short chain (call → verb → leg)
+        if node is None:
             break
-        node = parent
-    return node.vars
+        vars_, node = node.vars, node.parent
+    return vars_
 
 
-def template_value(ctx: Any, name: str) -> Any:
+def template_value(ctx: Ctx[object], name: str) -> Any:
     """The value of TEMPLATE_FIELDS' ``name`` for instance ``ctx`` (None when it has none)."""
     if name == "call_id":
         return ctx.call_id
     if name == "leg_call_id":
-        return getattr(ctx.vars, "leg_call_id", None)
+        return ctx.vars.leg_call_id if isinstance(ctx.vars, LegVars) else None
     if name == "machine":
         return ctx.machine.label
     if name == "state":
@@ -91,29 +99,27 @@ def template_value(ctx: Any, name: str) -> Any:
     if name == "instance":
         return ctx.id
     root = _root_vars(ctx)
-    req = getattr(root, "req", None)
-    msg = getattr(req, "message", None)
-    if name == "status":
-        status = ctx.event.get("status")
-        if status is None and req is not None:
-            status = getattr(req, "final_status", None) or getattr(root, "reply_status", None)
-        return status
     if name == "trunk":
-        trunk = getattr(root, "trunk", None)
-        return getattr(trunk, "display_name", None)
+        trunk = root.trunk if isinstance(root, CallVars | TrunkRegistrationVars) else None
+        return trunk.display_name if trunk is not None else None
+    if not isinstance(root, RequestVars):
+        return ctx.event.get("status") if name == "status" else None
+    req = root.req
+    msg = req.message
+    if name == "status":
+        return ctx.event.get("status") or req.final_status or root.reply_status
     if name == "domain":
-        return getattr(root, "domain", None) or (msg.to.uri.host if msg is not None else None)
+        return root.domain or msg.to.uri.host
     if name == "to":
-        return getattr(root, "dialled", None) or (msg.to.uri.user if msg is not None else None)
+        return (root.dialled if isinstance(root, CallVars) else None) or msg.to.uri.user
     if name == "from":
-        return msg.from_.uri.user if msg is not None else None
+        return msg.from_.uri.user
     if name == "source":
-        src = getattr(req, "source", None)
-        return f"{src.host}:{src.port}" if src is not None else None
+        return f"{req.source.host}:{req.source.port}"
     return None
 
 
-def render(ctx: Any, message: str) -> str:
+def render(ctx: Ctx[object], message: str) -> str:
     """``message`` with its fields filled in from ``ctx`` (see TEMPLATE_FIELDS)."""
     parts = compile_template(message)
     if len(parts) == 1 and parts[0][1] is None:
@@ -142,13 +148,13 @@ class LogParams:
         compile_template(self.message)  # refused fields fail the machine's load (E013)
 
 
-def _fields(ctx: Any, p: LogParams) -> dict[str, Any]:
+def _fields(ctx: Ctx[object], p: LogParams) -> dict[str, Any]:
     return {"machine": ctx.machine.label, "state": ctx.state, "event": ctx.event.name,
             **dict(p.fields)}
 
 
 @action(params=LogParams)
-async def info(ctx: Any, p: LogParams) -> None:
+async def info(ctx: Ctx[object], p: LogParams) -> None:
     """Log ``message`` at info level."""
     log = ctx.log
     if log.is_enabled(logging.INFO):
@@ -156,7 +162,7 @@ async def info(ctx: Any, p: LogParams) -> None:
 
 
 @action(params=LogParams)
-async def warn(ctx: Any, p: LogParams) -> None:
+async def warn(ctx: Ctx[object], p: LogParams) -> None:
     """Log ``message`` at warning level."""
     log = ctx.log
     if log.is_enabled(logging.WARNING):
@@ -164,7 +170,7 @@ async def warn(ctx: Any, p: LogParams) -> None:
 
 
 @action(params=LogParams)
-async def error(ctx: Any, p: LogParams) -> None:
+async def error(ctx: Ctx[object], p: LogParams) -> None:
     """Log ``message`` at error level, with the error of the current event if any."""
     log = ctx.log
     if not log.is_enabled(logging.ERROR):
@@ -193,14 +199,12 @@ class SummaryParams:
 
 
 @action(params=SummaryParams)
-async def summary(ctx: Any, p: SummaryParams) -> None:
+async def summary(ctx: Ctx[RequestVars], p: SummaryParams) -> None:
     """The one summary line of a registration or call (info; debug for a challenge)."""
     v = ctx.vars
-    req = getattr(v, "req", None)
-    if req is None:
-        return
-    status = getattr(req, "final_status", None) or getattr(v, "reply_status", None)
-    outcome = p.outcome or _outcome(v, req, status)
+    req = v.req
+    status = req.final_status or v.reply_status
+    outcome = p.outcome or _outcome(v, status)
     level = logging.DEBUG if outcome == "challenged" else logging.INFO
     if not summary_log.is_enabled(level):
         return
@@ -211,45 +215,42 @@ async def summary(ctx: Any, p: SummaryParams) -> None:
         "call_id": req.call_id, "source": f"{src.host}:{src.port}",
     }
     msg = req.message
-    if req.method == "REGISTER":
-        fields["aor"] = f"{msg.to.uri.user}@{getattr(v, 'domain', None) or msg.to.uri.host}"
-        binding = getattr(v, "binding", None)
-        if binding is not None and outcome != "rejected":
-            fields["expires"] = binding[1]
+    if isinstance(v, RegistrationVars):
+        fields["aor"] = f"{msg.to.uri.user}@{v.domain or msg.to.uri.host}"
+        if v.binding is not None and outcome != "rejected":
+            fields["expires"] = v.binding[1]
     else:
         fields["from"] = msg.from_.uri.user
-        fields["to"] = getattr(v, "dialled", None) or msg.to.uri.user
-        trunk = getattr(v, "trunk", None)
-        if trunk is not None:
-            fields["trunk"] = trunk.display_name
-    creds = getattr(v, "creds", None)
-    if isinstance(creds, DigestCredentials):
-        fields["username"] = creds.username
-    legs = getattr(v, "leg_call_ids", None)
-    if legs:
-        fields["legs"] = list(legs)  # the B legs' Call-IDs: grep on either finds the call
-    why = getattr(v, "reply_why", None)
-    if why and outcome != "challenged":
-        fields["why"] = why
+        fields["to"] = (v.dialled if isinstance(v, CallVars) else None) or msg.to.uri.user
+    if isinstance(v, CallVars) and v.trunk is not None:
+        fields["trunk"] = v.trunk.display_name
+    if isinstance(v.creds, DigestCredentials):
+        fields["username"] = v.creds.username
+    if isinstance(v, CallVars) and v.call is not None and v.call.leg_call_ids:
+        # the B legs' Call-IDs: grep on either finds the call
+        fields["legs"] = list(v.call.leg_call_ids)
+    if v.reply_why and outcome != "challenged":
+        fields["why"] = v.reply_why
     if level == logging.INFO:
         summary_log.info(f"{p.what} summary", **fields)
     else:
         summary_log.debug(f"{p.what} summary", **fields)
 
 
-def _outcome(v: Any, req: Any, status: int | None) -> str:
+def _outcome(v: RequestVars, status: int | None) -> str:
     """The outcome word for a final response ``status`` (see ``SummaryParams``)."""
+    req = v.req
     if status is None:
         return "ended"
     if 200 <= status < 300:
         if req.method != "REGISTER":
             return "completed"
-        if getattr(v, "removed", False):
+        if isinstance(v, RegistrationVars) and v.removed:
             return "unregistered"
         msg = req.message
         return "registered" if msg.contacts or msg.contact_is_star else "queried"
-    if getattr(v, "reply_challenge", False) and status in (401, 407):
+    if v.reply_challenge and status in (401, 407):
         return "challenged"
-    if status == 487 or getattr(req, "cancelled", False):
+    if status == 487 or req.cancelled:
         return "cancelled"
     return "rejected"

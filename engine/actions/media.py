@@ -9,12 +9,13 @@ From tag. Every operation that touches RTPEngine marks the session so that
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
-from engine.actions.session import session_vars
+from engine.actions._context import Ctx
 from engine.fsm import Outcome, action, declare_events, delay, guard
+from engine.machine_vars import AnnounceVars, CallShared, CallVars, OnCall
 from engine.media.codecs import LegCodecs, leg_codecs
 from engine.media.commands import dummy_sdp
+from engine.ports import MediaPort
 from engine.sip.sdp import audio_codecs
 
 MEDIA_OUTCOMES = ("media.done", "media.error")
@@ -41,43 +42,41 @@ class MediaSession:
     branches: dict[int, str] = field(default_factory=dict)
 
 
-def media_session(ctx: Any) -> MediaSession:
+def media_session(ctx: Ctx[OnCall]) -> MediaSession:
     """The call's MediaSession, created on first use."""
-    sv = session_vars(ctx)
-    ms = getattr(sv, "media", None)
+    sv = ctx.vars.call
+    ms = sv.media
     if ms is None:
-        from engine.actions.call import caller_codecs
+        from engine.actions.call import codecs_of
 
-        session = getattr(ctx.vars, "session", None) or ctx
         req = sv.req
         ms = sv.media = MediaSession(
             call_id=req.call_id, from_tag=req.message.from_tag or "",
-            caller=leg_codecs(caller_codecs(session), ctx.services.settings.default_codecs),
+            caller=leg_codecs(codecs_of(sv.trunk, sv.caller_binding),
+                              ctx.services.settings.default_codecs),
             source=req.source.host,
         )
-        _watch(session, ctx.services.media, ms.call_id)
+        _watch(sv, ctx.services.media, ms.call_id)
     return ms
 
 
-def _watch(session: Any, media: Any, call_id: str) -> None:
+def _watch(call: CallShared, media: MediaPort, call_id: str) -> None:
     """The session hears ``media.lost`` if RTPEngine loses this call (issue 10)."""
-    watch = getattr(media, "watch", None)
-    if watch is None:
-        return
+    session = call.session
 
     def lost(instance: str, why: str) -> None:
         session.post("media.lost", {"instance": instance, "why": why})
 
-    watch(call_id, lost)
+    media.watch(call_id, lost)
     session.on_finish(lambda _inst: media.unwatch(call_id))
 
 
-def caller_sdp(ctx: Any) -> bytes:
-    return session_vars(ctx).req.body
+def caller_sdp(ctx: Ctx[OnCall]) -> bytes:
+    return ctx.vars.call.req.body
 
 
 @action(emits=MEDIA_OUTCOMES, outcomes=MEDIA_OUTCOMES)
-async def resolve_announcement(ctx: Any, p: Any) -> None:
+async def resolve_announcement(ctx: Ctx[AnnounceVars], p: object) -> None:
     """Turn the verb's ``url`` into a local file RTPEngine can read (confined/fetched)."""
     url = ctx.vars.verb.url
     media = ctx.services.media
@@ -89,12 +88,12 @@ async def resolve_announcement(ctx: Any, p: Any) -> None:
 
 
 @guard()
-def early_media_open(ctx: Any, p: Any) -> bool:
+def early_media_open(ctx: Ctx[OnCall], p: object) -> bool:
     """Early media towards the caller is already flowing through RTPEngine."""
     return media_session(ctx).early_open
 
 
-async def open_early(ctx: Any) -> None:
+async def open_early(ctx: Ctx[OnCall]) -> None:
     """Offer the caller's SDP, answer it with a placeholder, send 183 with RTPEngine's SDP.
 
     Shared by announce and the connect ringback; a no-op when already open.
@@ -112,7 +111,7 @@ async def open_early(ctx: Any) -> None:
     ms.early_to_tag = ms.from_tag[::-1] or "early"  # the original's placeholder to-tag
     answer = await media.answer(call_id=ms.call_id, from_tag=ms.from_tag,
                                 to_tag=ms.early_to_tag, sdp=placeholder_answer(sdp))
-    req = session_vars(ctx).req
+    req = ctx.vars.call.req
     if not req.final_sent:
         await req.reply(183, "Session Progress", body=answer.sdp,
                         content_type="application/sdp")
@@ -137,17 +136,18 @@ def placeholder_answer(offer: bytes) -> bytes:
 
 
 @action(emits=MEDIA_OUTCOMES, outcomes=MEDIA_OUTCOMES)
-async def open_early_media(ctx: Any, p: Any) -> None:
+async def open_early_media(ctx: Ctx[OnCall], p: object) -> None:
     """Early media to the caller: RTPEngine offer/answer and a 183 with its SDP."""
     ctx.start(open_early(ctx), done="media.done", error="media.error")
 
 
 @action(emits=MEDIA_OUTCOMES, outcomes=MEDIA_OUTCOMES)
-async def play_announcement(ctx: Any, p: Any) -> None:
+async def play_announcement(ctx: Ctx[AnnounceVars], p: object) -> None:
     """Play the resolved file towards the caller; RTPEngine reports its duration."""
     ms = media_session(ctx)
     media = ctx.services.media
     file = ctx.vars.media_file
+    assert file is not None  # resolve_announcement ran first (media.done)
 
     async def play() -> Outcome:
         ms.used = True
@@ -159,14 +159,14 @@ async def play_announcement(ctx: Any, p: Any) -> None:
 
 
 @delay()
-def playback_seconds(ctx: Any, p: Any) -> float:
+def playback_seconds(ctx: Ctx[AnnounceVars], p: object) -> float:
     """How long the announcement plays (RTPEngine's reported duration; 0 if unknown)."""
-    duration = getattr(ctx.vars, "duration_ms", None)
+    duration = ctx.vars.duration_ms
     return (duration or 0) / 1000.0
 
 
 @action(emits=MEDIA_OUTCOMES, outcomes=MEDIA_OUTCOMES)
-async def stop_announcement(ctx: Any, p: Any) -> None:
+async def stop_announcement(ctx: Ctx[AnnounceVars], p: object) -> None:
     """Stop playback towards the caller."""
     ms = media_session(ctx)
     ctx.start(ctx.services.media.stop_media(call_id=ms.call_id, from_tag=ms.from_tag),
@@ -174,10 +174,11 @@ async def stop_announcement(ctx: Any, p: Any) -> None:
 
 
 @action()
-async def delete_session(ctx: Any, p: Any) -> None:
+async def delete_session(ctx: Ctx[CallVars], p: object) -> None:
     """Delete the call's RTPEngine session whatever happened (D-30); in the background so
     the end of the call is not delayed."""
-    ms = getattr(session_vars(ctx), "media", None)
+    call = ctx.vars.call
+    ms = call.media if call is not None else None
     if ms is None or not ms.used or ms.deleted:
         return
     ms.deleted = True

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any
 
+from engine.actions._context import Ctx
 from engine.fsm import action, guard
 from engine.log import get_logger
+from engine.machine_vars import RequestVars
 
 log = get_logger("engine.sip.reply")
 
@@ -28,7 +29,7 @@ class ReplyParams:
     headers: dict[str, str] = field(default_factory=dict, metadata={"doc": "extra headers"})
 
 
-async def send_reply(ctx: Any, status: int, reason: str | None = None, *,
+async def send_reply(ctx: Ctx[RequestVars], status: int, reason: str | None = None, *,
                      why: str | None = None, headers: list[tuple[str, str]] | None = None,
                      body: bytes = b"", content_type: str | None = None) -> None:
     """Reply to ``ctx.vars.req`` unless a final response already went out.
@@ -62,7 +63,7 @@ async def send_reply(ctx: Any, status: int, reason: str | None = None, *,
 
 
 @action(params=ReplyParams)
-async def reply(ctx: Any, p: ReplyParams) -> None:
+async def reply(ctx: Ctx[RequestVars], p: ReplyParams) -> None:
     """Send a response (skipped if a final response was already sent)."""
     headers = list(p.headers.items())
     if p.retry_after is not None:
@@ -71,6 +72,6 @@ async def reply(ctx: Any, p: ReplyParams) -> None:
 
 
 @guard()
-def final_sent(ctx: Any, p: Any) -> bool:
+def final_sent(ctx: Ctx[RequestVars], p: object) -> bool:
     """A final response has already been sent on the request."""
     return bool(ctx.vars.req.final_sent)

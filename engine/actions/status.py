@@ -8,14 +8,31 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from engine.actions._context import Ctx
+from engine.config.matching import DialplanMatch
 from engine.errors import SipError
 from engine.fsm import action
 from engine.hooks.payloads import UNSET
+from engine.machine_vars import (
+    AnnounceVars,
+    CallVars,
+    ConnectVars,
+    LegVars,
+    PauseVars,
+    ResponseVars,
+)
+
+_ON_A_VERB = (AnnounceVars, ConnectVars, PauseVars, ResponseVars, LegVars)
 
 
-def session_of(ctx: Any) -> Any:
-    """The inbound_call instance a verb or leg belongs to (itself for the session)."""
-    return getattr(ctx.vars, "session", None) or ctx
+def _call_of(v: object) -> tuple[DialplanMatch | None, str | None, Any]:
+    """(the call's dialplan entry, its Call-ID, the verb's statusLabel) for the variables
+    of the session, a verb or a call leg."""
+    if isinstance(v, CallVars):
+        return v.route, v.req.call_id, UNSET
+    if isinstance(v, _ON_A_VERB):
+        return v.call.route, v.call.req.call_id, v.verb.status_label
+    return None, None, UNSET
 
 
 @dataclass(frozen=True)
@@ -28,12 +45,11 @@ class SendParams:
     reason: str | None = None
 
 
-def _extra(ctx: Any, p: SendParams) -> dict[str, Any]:
+def _extra(ctx: Ctx[object], p: SendParams) -> dict[str, Any]:
     out: dict[str, Any] = {}
     v = ctx.vars
-    if hasattr(v, "dest_text"):
+    if isinstance(v, LegVars):
         out["dest"] = v.dest_text
-    if hasattr(v, "index"):
         out["index"] = v.index
     data = ctx.event.data
     for key in ("error", "duration"):
@@ -46,27 +62,25 @@ def _extra(ctx: Any, p: SendParams) -> dict[str, Any]:
         out["endedby"] = p.endedby
     if p.status is not None and "error" not in out:
         out["error"] = SipError(p.status, p.reason or "")
-    if p.event.startswith("pause:") and hasattr(v, "verb"):
+    if p.event.startswith("pause:") and isinstance(v, PauseVars):
         out["duration"] = v.verb.duration
-    if p.event == "playback:complete" and getattr(v, "duration_ms", None) is not None:
+    if p.event == "playback:complete" and isinstance(v, AnnounceVars) \
+            and v.duration_ms is not None:
         out["duration"] = v.duration_ms
     return out
 
 
-def emit(ctx: Any, event: str, **extra: Any) -> None:
+def emit(ctx: Ctx[object], event: str, **extra: Any) -> None:
     """Send ``event`` for the call ``ctx`` belongs to (no-op without a statusHook)."""
-    session = session_of(ctx)
-    route = getattr(session.vars, "route", None)
+    route, call_id, label = _call_of(ctx.vars)
     url = route.status_hook if route is not None else None
-    if not url:
+    if not url or call_id is None:
         return
-    verb = getattr(ctx.vars, "verb", None)
-    label = getattr(verb, "status_label", UNSET) if verb is not None else UNSET
-    ctx.services.statushook.send(url, session.vars.req.call_id, event, label=label, **extra)
+    ctx.services.statushook.send(url, call_id, event, label=label, **extra)
 
 
 @action(params=SendParams)
-async def send(ctx: Any, p: SendParams) -> None:
+async def send(ctx: Ctx[object], p: SendParams) -> None:
     """Queue a StatusHook event with the fields spec §8 lists for it. A reporting problem
     is logged and never disturbs the call."""
     try:

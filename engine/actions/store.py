@@ -6,21 +6,22 @@ Each action starts one store operation and finishes with ``store.done`` or
 
 from __future__ import annotations
 
-from typing import Any
-
+from engine.actions._context import Ctx
 from engine.actions._request import aor_user, domain
 from engine.actions.reg import granted_expires
 from engine.fsm import action
+from engine.machine_vars import AuthenticatedVars, RegistrationVars
 from engine.ports import Binding
 
 STORE_OUTCOMES = ("store.done", "store.error")
 
 
-def binding_for(ctx: Any) -> Binding:
+def binding_for(ctx: Ctx[AuthenticatedVars]) -> Binding:
     """The binding a successful REGISTER writes (seed fields + transport/flow/callid…)."""
     req = ctx.vars.req
     msg = req.message
     grant = ctx.vars.grant
+    assert grant is not None  # saving follows auth.granted
     src = req.source
     contact = msg.contacts[0].uri
     return Binding(
@@ -38,12 +39,19 @@ def binding_for(ctx: Any) -> Binding:
     )
 
 
+def _aor(ctx: Ctx[RegistrationVars]) -> str:
+    user = aor_user(ctx)
+    if not user:  # the machine refused it (reg.identity_allowed) before any store work
+        raise ValueError("REGISTER without a To user")
+    return user
+
+
 @action(emits=STORE_OUTCOMES, outcomes=STORE_OUTCOMES)
-async def save_binding(ctx: Any, p: Any) -> None:
+async def save_binding(ctx: Ctx[RegistrationVars], p: object) -> None:
     """Write ``client:{domain}:{user}`` (one MULTI/EXEC, TTL = granted expiry)."""
     binding = binding_for(ctx)
     store = ctx.services.store
-    dom, user = domain(ctx), aor_user(ctx)
+    dom, user = domain(ctx), _aor(ctx)
 
     async def save() -> None:
         await store.save_binding(domain=dom, user=user, binding=binding)
@@ -53,10 +61,10 @@ async def save_binding(ctx: Any, p: Any) -> None:
 
 
 @action(emits=STORE_OUTCOMES, outcomes=STORE_OUTCOMES)
-async def remove_binding(ctx: Any, p: Any) -> None:
+async def remove_binding(ctx: Ctx[RegistrationVars], p: object) -> None:
     """Delete the AOR's binding (``Expires: 0`` or ``Contact: *``)."""
     store = ctx.services.store
-    dom, user = domain(ctx), aor_user(ctx)
+    dom, user = domain(ctx), _aor(ctx)
 
     async def remove() -> None:
         await store.remove_binding(domain=dom, user=user)
@@ -66,10 +74,10 @@ async def remove_binding(ctx: Any, p: Any) -> None:
 
 
 @action(emits=STORE_OUTCOMES, outcomes=STORE_OUTCOMES)
-async def load_binding(ctx: Any, p: Any) -> None:
+async def load_binding(ctx: Ctx[RegistrationVars], p: object) -> None:
     """Read the AOR's binding and its remaining TTL (a REGISTER without Contact)."""
     store = ctx.services.store
-    dom, user = domain(ctx), aor_user(ctx)
+    dom, user = domain(ctx), _aor(ctx)
 
     async def load() -> None:
         found = await store.get_binding(domain=dom, user=user)

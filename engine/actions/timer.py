@@ -7,10 +7,12 @@ that span several states, such as a ring timeout across ringing/early media.
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
-from typing import Any
 
+from engine.actions._context import Ctx
 from engine.fsm import action
+from engine.ports import TimerHandle
 
 
 @dataclass(frozen=True)
@@ -24,16 +26,27 @@ class CancelParams:
     name: str
 
 
-def _timers(ctx: Any) -> dict[str, Any]:
-    timers = getattr(ctx.vars, "_named_timers", None)
+# An instance's running named timers. Kept here, not in its variables: any machine may
+# use timer.*, whatever its vars dataclass; an ended instance's entry goes with it.
+_TIMERS: weakref.WeakKeyDictionary[object, dict[str, TimerHandle]] = \
+    weakref.WeakKeyDictionary()
+
+
+def _timers(ctx: Ctx[object]) -> dict[str, TimerHandle]:
+    timers = _TIMERS.get(ctx)
     if timers is None:
-        timers = ctx.vars._named_timers = {}
-        ctx.on_finish(lambda inst: [h.cancel() for h in timers.values()])
+        timers = _TIMERS[ctx] = {}
+
+        def cancel_all(_inst: object) -> None:
+            for handle in timers.values():
+                handle.cancel()
+
+        ctx.on_finish(cancel_all)
     return timers
 
 
 @action(params=StartParams, emits=lambda p: [f"timer.{p.name}"] if p else [])
-async def start(ctx: Any, p: StartParams) -> None:
+async def start(ctx: Ctx[object], p: StartParams) -> None:
     """(Re)start the named timer; it posts ``timer.<name>`` when it expires."""
     timers = _timers(ctx)
     old = timers.pop(p.name, None)
@@ -49,7 +62,7 @@ async def start(ctx: Any, p: StartParams) -> None:
 
 
 @action(params=CancelParams)
-async def cancel(ctx: Any, p: CancelParams) -> None:
+async def cancel(ctx: Ctx[object], p: CancelParams) -> None:
     """Cancel the named timer if it is running."""
     handle = _timers(ctx).pop(p.name, None)
     if handle is not None:

@@ -9,21 +9,25 @@ same dialplan as the call itself.
 from __future__ import annotations
 
 import asyncio
+import json
 from dataclasses import dataclass
-from typing import Any
 
+from engine.actions._context import Ctx
+from engine.actions.call import dialplan_of
 from engine.actions.hooks import SCRIPT_OUTCOMES, fetch_callscript
-from engine.actions.session import session_vars
-from engine.config.matching import dialplan_from_json
+from engine.actions.leg import leg_vars
+from engine.config.matching import DialplanMatch, dialplan_from_json
 from engine.fsm import action, guard
 from engine.hooks.payloads import callhook_body
 from engine.log import get_logger
+from engine.machine_vars import ConnectVars
+from engine.ports import Dialog, IncomingRequest
 from engine.sip.uri import parse_name_addr
 
 log = get_logger("engine.transfer")
 
 
-def _refer(ctx: Any) -> Any:
+def _refer(ctx: Ctx[object]) -> IncomingRequest:
     return ctx.event.data["req"]
 
 
@@ -37,7 +41,7 @@ def _user_of(value: str | None) -> str | None:
 
 
 @guard()
-def acceptable(ctx: Any, p: Any) -> bool:
+def acceptable(ctx: Ctx[ConnectVars], p: object) -> bool:
     """The REFER names a target with a user part we can route (Refer-To: sip:2000@…)."""
     req = _refer(ctx)
     target = _user_of(req.header("refer-to"))
@@ -46,18 +50,19 @@ def acceptable(ctx: Any, p: Any) -> bool:
 
 
 @action()
-async def refuse(ctx: Any, p: Any) -> None:
+async def refuse(ctx: Ctx[ConnectVars], p: object) -> None:
     req = _refer(ctx)
     if not req.final_sent:
         await req.reply(400, "Bad Request", headers=[("X-Reason", "Refer-To has no user")])
 
 
-def _dialog_of_winner(ctx: Any) -> Any:
-    leg = ctx.vars.legs.get(ctx.vars.winner)
-    return leg.vars.dialog if leg is not None else None
+def _dialog_of_winner(ctx: Ctx[ConnectVars]) -> Dialog | None:
+    v = ctx.vars
+    leg = v.legs.get(v.winner) if v.winner is not None else None
+    return leg_vars(leg).dialog if leg is not None else None
 
 
-async def _notify(ctx: Any, status: int, reason: str) -> None:
+async def _notify(ctx: Ctx[ConnectVars], status: int, reason: str) -> None:
     dialog = _dialog_of_winner(ctx)
     if dialog is None or not dialog.connected:
         return
@@ -72,7 +77,7 @@ async def _notify(ctx: Any, status: int, reason: str) -> None:
 
 
 @action()
-async def accept(ctx: Any, p: Any) -> None:
+async def accept(ctx: Ctx[ConnectVars], p: object) -> None:
     """202 Accepted, then NOTIFY "100 Trying" (the implicit subscription, RFC 3515)."""
     req = _refer(ctx)
     ctx.vars.refer_req = req
@@ -87,7 +92,7 @@ class NotifyParams:
 
 
 @action(params=NotifyParams)
-async def notify(ctx: Any, p: NotifyParams) -> None:
+async def notify(ctx: Ctx[ConnectVars], p: NotifyParams) -> None:
     """Tell the transferor how the transfer went (message/sipfrag). Awaited (briefly) so
     the final NOTIFY reaches the transferor before it is hung up."""
     try:
@@ -97,32 +102,29 @@ async def notify(ctx: Any, p: NotifyParams) -> None:
 
 
 @action(emits=SCRIPT_OUTCOMES, outcomes=SCRIPT_OUTCOMES)
-async def fetch_script(ctx: Any, p: Any) -> None:
+async def fetch_script(ctx: Ctx[ConnectVars], p: object) -> None:
     """CallHook with ``refer: true`` for the Refer-To number. The dialplan is the
     transferor's registration's when it is a registered client, else the call's own."""
-    session = ctx.vars.session
-    sv = session.vars
-    req = ctx.vars.refer_req
-    leg = ctx.vars.legs.get(ctx.vars.winner)
+    v = ctx.vars
+    call = v.call
+    req = v.refer_req
+    assert req is not None  # transfer.accept kept it
+    leg = v.legs.get(v.winner) if v.winner is not None else None
     referrer = _user_of(req.header("referred-by")) or (
-        leg.vars.spec.extra.get("user") if leg is not None else None)
-    target = ctx.vars.refer_target
+        leg_vars(leg).spec.extra.get("user") if leg is not None else None)
+    target = v.refer_target
     store, settings = ctx.services.store, ctx.services.settings
-    domain = sv.domain
+    domain = call.domain
 
-    async def route() -> Any:
+    async def route() -> DialplanMatch | None:
         plan = None
         if referrer:
             found = await store.get_binding(domain=domain, user=referrer)
             if found is not None and found[0].dialplan is not None:
-                import json
-
                 plan = dialplan_from_json(json.dumps(found[0].dialplan, separators=(",", ":")),
                                           settings.dialplan_precedence)
         if plan is None:
-            from engine.actions.call import _dialplan
-
-            plan = _dialplan(session)
+            plan = dialplan_of(call.trunk, call.caller_binding, settings.dialplan_precedence)
         return plan.match(target) if plan is not None else None
 
     headers = [(n, v) for n, v in req.message.headers
@@ -134,10 +136,9 @@ async def fetch_script(ctx: Any, p: Any) -> None:
 
 
 @action()
-async def use_script(ctx: Any, p: Any) -> None:
-    """The transfer script replaces what was left of the session's script; its connect
+async def use_script(ctx: Ctx[ConnectVars], p: object) -> None:
+    """The transfer script replaces what was left of the session's script (this verb's
+    result: the session takes it when the verb ends, ``session.verb_ended``); its connect
     re-INVITEs the caller (a transfer counts as reconnect)."""
-    sv = session_vars(ctx)
-    sv.script = ctx.event.data["script"]
-    sv.verb_index = 0
-    sv.transferring = True
+    ctx.result["script"] = ctx.event.data["script"]
+    ctx.vars.call.transferring = True

@@ -10,17 +10,19 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-from typing import Any
 
+from engine.actions._context import Ctx
 from engine.actions._request import credentials, domain
+from engine.config.model import Trunk
 from engine.fsm import Outcome, action, guard
+from engine.machine_vars import CallVars, DigestAuthVars
 from engine.sip.digest import DigestCredentials
 
 REG_ID_OUTCOMES = ("trunk.reg_id_valid", "trunk.reg_id_unknown", "trunk.reg_id_wrong_source")
 
 
 @guard()
-def source_in_cidr(ctx: Any, p: Any) -> bool:
+def source_in_cidr(ctx: Ctx[CallVars], p: object) -> bool:
     """The packet source is in the inbound CIDRs of a trunk of this domain (first wins)."""
     trunk = ctx.services.config.get_trunk_by_ip(domain(ctx), ctx.vars.req.source.host)
     ctx.vars.candidate_trunk = trunk
@@ -28,17 +30,17 @@ def source_in_cidr(ctx: Any, p: Any) -> bool:
 
 
 @action()
-async def use_cidr_trunk(ctx: Any, p: Any) -> None:
+async def use_cidr_trunk(ctx: Ctx[CallVars], p: object) -> None:
     """The call comes from the trunk found by source address."""
     _use(ctx, ctx.vars.candidate_trunk, "cidr")
 
 
 @guard()
-def reg_id_is_ours(ctx: Any, p: Any) -> bool:
+def reg_id_is_ours(ctx: Ctx[CallVars], p: object) -> bool:
     """The Request-URI carries the reg-id of a registration this instance keeps: the call
     belongs to that trunk's domain (the carrier addresses our Contact, not the domain)."""
     reg_id = ctx.vars.req.message.request_uri.params.get("reg-id")
-    manager = getattr(ctx.services, "trunks", None)
+    manager = ctx.services.trunks
     found = manager.by_reg_id(reg_id) if reg_id and manager is not None else None
     if found is None:
         return False
@@ -47,7 +49,7 @@ def reg_id_is_ours(ctx: Any, p: Any) -> bool:
 
 
 @guard()
-def has_reg_id(ctx: Any, p: Any) -> bool:
+def has_reg_id(ctx: Ctx[CallVars], p: object) -> bool:
     """The Request-URI carries the ``reg-id`` of one of our trunk registrations."""
     value = ctx.vars.req.message.request_uri.params.get("reg-id")
     ctx.vars.reg_id = value
@@ -73,7 +75,7 @@ def _host_only(hostport: str) -> str:
 
 
 @action(emits=REG_ID_OUTCOMES, outcomes=REG_ID_OUTCOMES)
-async def lookup_reg_id(ctx: Any, p: Any) -> None:
+async def lookup_reg_id(ctx: Ctx[CallVars], p: object) -> None:
     """Find the trunk registration named by ``reg-id`` (Redis ``regtrunk:{domain}:{id}``)
     and check the request comes from that trunk's registrar."""
     store, config = ctx.services.store, ctx.services.config
@@ -81,6 +83,8 @@ async def lookup_reg_id(ctx: Any, p: Any) -> None:
     source = ctx.vars.req.source.host
 
     async def lookup() -> Outcome:
+        if not reg_id:  # the machine checked trunk.has_reg_id
+            return Outcome("trunk.reg_id_unknown")
         fields = await store.get_regtrunk(domain=dom, reg_id=reg_id)
         trunk = config.get_trunk_by_id(dom, fields.get("trunkID")) if fields else None
         if trunk is None or trunk.registration is None:
@@ -97,13 +101,13 @@ async def lookup_reg_id(ctx: Any, p: Any) -> None:
 
 
 @action()
-async def use_reg_trunk(ctx: Any, p: Any) -> None:
+async def use_reg_trunk(ctx: Ctx[CallVars], p: object) -> None:
     """The call is for a trunk we register to (the dialled number is then the To user)."""
     _use(ctx, ctx.vars.candidate_trunk, "reg-id")
 
 
 @guard()
-def auth_user_matches(ctx: Any, p: Any) -> bool:
+def auth_user_matches(ctx: Ctx[DigestAuthVars], p: object) -> bool:
     """Some trunk with authType "authentication" has the digest username as authUser."""
     creds = credentials(ctx)
     if not isinstance(creds, DigestCredentials):
@@ -115,12 +119,13 @@ def auth_user_matches(ctx: Any, p: Any) -> bool:
 
 
 @action()
-async def use_auth_trunk(ctx: Any, p: Any) -> None:
+async def use_auth_trunk(ctx: Ctx[CallVars], p: object) -> None:
     """The call comes from the trunk whose credentials verified."""
     _use(ctx, ctx.vars.candidate_trunk, "digest")
 
 
-def _use(ctx: Any, trunk: Any, how: str) -> None:
+def _use(ctx: Ctx[CallVars], trunk: Trunk | None, how: str) -> None:
+    assert trunk is not None  # the guard that found it ran first
     ctx.vars.trunk = trunk
     ctx.vars.trunk_match = how
     ctx.log.debug("call from trunk", trunk=trunk.display_name, trunk_id=trunk.id, how=how,

@@ -1,8 +1,6 @@
 """``trunkreg.*``: outbound REGISTERs to carriers (machines/trunk_registration.yaml).
 
-vars: ``trunk`` (config Trunk), ``domain``, ``target`` (RegistrationTarget: host,
-username, password), ``reg_id``, ``call_id`` (unique per trunk, kept across
-refreshes), ``cseq`` (increasing), ``status`` (what the API shows).
+Variables: ``engine.machine_vars.TrunkRegistrationVars``.
 """
 
 from __future__ import annotations
@@ -10,9 +8,12 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 from types import SimpleNamespace
-from typing import Any
 
+from engine.actions._context import Ctx
 from engine.fsm import Outcome, action, delay, guard
+from engine.lease import Leases
+from engine.machine_vars import TrunkRegistrationVars
+from engine.ports import SipResponseView
 from engine.sip.digest import DigestClient, parse_challenge
 from engine.sip.errors import SipParseError
 
@@ -30,7 +31,7 @@ class RegisterParams:
     authenticate: bool = False
 
 
-def _aor(v: Any) -> str:
+def _aor(v: TrunkRegistrationVars) -> str:
     return f"sip:{v.target.username}@{_host_only(v.target.host)}"
 
 
@@ -40,20 +41,21 @@ def _host_only(hostport: str) -> str:
     return hostport.rsplit(":", 1)[0] if hostport.count(":") == 1 else hostport
 
 
-def contact(ctx: Any) -> str:
+def contact(ctx: Ctx[TrunkRegistrationVars]) -> str:
     """Our Contact: the registrar sends the trunk's calls here; reg-id names the trunk."""
     v = ctx.vars
     sip = ctx.services.sip
     # The SIP port all workers share, not this worker's private one (engine/supervisor.py):
     # any worker takes the carrier's calls, and the next lease holder's REGISTER replaces
     # this very binding.
+    # Only the embedded port has workers (and so a shared port apart from its own).
     make = getattr(sip, "listen_contact_uri", sip.contact_uri)
     base = make(transport=v.transport, user=v.target.username)
     return f"{base};reg-id={v.reg_id}"
 
 
 @action(params=RegisterParams, emits=REG_OUTCOMES, outcomes=REG_OUTCOMES)
-async def send_register(ctx: Any, p: RegisterParams) -> None:
+async def send_register(ctx: Ctx[TrunkRegistrationVars], p: RegisterParams) -> None:
     """REGISTER (or Expires 0 to unregister); with ``authenticate`` answer the last
     challenge. The challenge is never answered by the SIP layer: the machine decides."""
     v = ctx.vars
@@ -64,7 +66,7 @@ async def send_register(ctx: Any, p: RegisterParams) -> None:
     headers = [("From", f"<{aor}>;tag={v.from_tag}"), ("To", f"<{aor}>"),
                ("Call-ID", v.call_id), ("CSeq", f"{v.cseq} REGISTER"),
                ("Contact", f"<{contact(ctx)}>"), ("Expires", str(expires)), ("Allow", ALLOW)]
-    if p.authenticate and getattr(v, "challenge", None) is not None:
+    if p.authenticate and v.challenge is not None:
         sent = SimpleNamespace(method="REGISTER", uri=uri)
         headers += _digest.answer(v.challenge, sent, username=v.target.username,
                                   password=v.target.password)
@@ -89,7 +91,7 @@ async def send_register(ctx: Any, p: RegisterParams) -> None:
     ctx.start(send(), done="reg.ok", error="reg.timeout")
 
 
-def _nonce_of(response: Any) -> str:
+def _nonce_of(response: SipResponseView) -> str:
     name = "www-authenticate" if response.status == 401 else "proxy-authenticate"
     nonces = []
     for value in response.header_values(name):
@@ -100,26 +102,28 @@ def _nonce_of(response: Any) -> str:
     return ",".join(sorted(nonces))
 
 
-def _stale(response: Any) -> bool:
+def _stale(response: SipResponseView) -> bool:
     name = "www-authenticate" if response.status == 401 else "proxy-authenticate"
     return any("stale=true" in v.lower().replace(" ", "") for v in response.header_values(name))
 
 
 @guard()
-def can_answer_challenge(ctx: Any, p: Any) -> bool:
+def can_answer_challenge(ctx: Ctx[TrunkRegistrationVars], p: object) -> bool:
     """We have credentials and have not answered this challenge's nonce yet (or the
     registrar says our nonce went stale): a refused password never loops (D-20)."""
     v = ctx.vars
-    if not v.target.password or getattr(v, "challenge", None) is None:
+    if not v.target.password or v.challenge is None:
         return False
     nonce = _nonce_of(v.challenge)
     return bool(nonce) and (nonce not in v.answered_nonces or _stale(v.challenge))
 
 
-def granted_expires(ctx: Any) -> int:
+def granted_expires(ctx: Ctx[TrunkRegistrationVars]) -> int:
     """The registrar's grant: our Contact's ``expires`` parameter, else ``Expires``."""
     v = ctx.vars
     response = v.last_response
+    if response is None:  # save_registered runs on reg.ok, which set it
+        return v.requested_expires
     for value in response.header_values("contact"):
         if v.reg_id in value:
             for param in value.split(";")[1:]:
@@ -133,7 +137,7 @@ def granted_expires(ctx: Any) -> int:
 
 
 @action()
-async def save_registered(ctx: Any, p: Any) -> None:
+async def save_registered(ctx: Ctx[TrunkRegistrationVars], p: object) -> None:
     """Record the registration at ``regtrunk:{domain}:{reg-id}`` (TTL = the grant)."""
     v = ctx.vars
     v.granted = max(1, granted_expires(ctx))
@@ -150,7 +154,7 @@ async def save_registered(ctx: Any, p: Any) -> None:
 
 
 @delay()
-def refresh_delay(ctx: Any, p: Any) -> float:
+def refresh_delay(ctx: Ctx[TrunkRegistrationVars], p: object) -> float:
     """Half the granted expiry (at least 1 s)."""
     return max(1.0, ctx.vars.granted / 2)
 
@@ -161,7 +165,7 @@ class FailureParams:
 
 
 @action(params=FailureParams)
-async def note_failure(ctx: Any, p: FailureParams) -> None:
+async def note_failure(ctx: Ctx[TrunkRegistrationVars], p: FailureParams) -> None:
     """Count the failure and compute the next retry (exponential backoff with jitter)."""
     v = ctx.vars
     v.failures += 1
@@ -178,12 +182,12 @@ async def note_failure(ctx: Any, p: FailureParams) -> None:
 
 
 @delay()
-def backoff_delay(ctx: Any, p: Any) -> float:
+def backoff_delay(ctx: Ctx[TrunkRegistrationVars], p: object) -> float:
     return ctx.vars.backoff
 
 
 @action(emits=("store.done", "store.error"), outcomes=("store.done", "store.error"))
-async def delete_state(ctx: Any, p: Any) -> None:
+async def delete_state(ctx: Ctx[TrunkRegistrationVars], p: object) -> None:
     """Delete our regtrunk key (only if this instance owns it, D-21)."""
     v = ctx.vars
     v.status = {"state": "stopped", "registrar": v.target.host}
@@ -194,7 +198,7 @@ async def delete_state(ctx: Any, p: Any) -> None:
 
 
 @action()
-async def delete_state_now(ctx: Any, p: Any) -> None:
+async def delete_state_now(ctx: Ctx[TrunkRegistrationVars], p: object) -> None:
     v = ctx.vars
     ctx.runtime.background(ctx.services.store.delete_regtrunk(
         domain=v.domain, reg_id=v.reg_id, owner=ctx.services.settings.instance_id),
@@ -205,12 +209,15 @@ async def delete_state_now(ctx: Any, p: Any) -> None:
 LEASE_OUTCOMES = ("lease.acquired", "lease.held_elsewhere", "lease.unavailable")
 
 
-def _leases(ctx: Any) -> Any:
-    return ctx.services.leases
+def _leases(ctx: Ctx[object]) -> Leases:
+    leases = ctx.services.leases
+    if leases is None:  # the daemon and the simulator wire one; trunk registrations need it
+        raise RuntimeError("trunk registration without a lease service")
+    return leases
 
 
 @action(emits=LEASE_OUTCOMES, outcomes=LEASE_OUTCOMES)
-async def take_lease(ctx: Any, p: Any) -> None:
+async def take_lease(ctx: Ctx[TrunkRegistrationVars], p: object) -> None:
     """Take (or renew) the trunk's lease in Redis: ``lease.acquired`` when this engine
     holds it, ``lease.held_elsewhere`` when another does, ``lease.unavailable`` on a
     Redis failure."""
@@ -228,7 +235,7 @@ async def take_lease(ctx: Any, p: Any) -> None:
 
 
 @action()
-async def note_standby(ctx: Any, p: Any) -> None:
+async def note_standby(ctx: Ctx[TrunkRegistrationVars], p: object) -> None:
     """Another engine registers this trunk (or Redis could not be asked): say so."""
     v = ctx.vars
     v.lease_held = False
@@ -241,7 +248,7 @@ async def note_standby(ctx: Any, p: Any) -> None:
 
 
 @action()
-async def note_lease_lost(ctx: Any, p: Any) -> None:
+async def note_lease_lost(ctx: Ctx[TrunkRegistrationVars], p: object) -> None:
     """Our lease was taken or could not be renewed in time: stop refreshing, without
     unregistering — the new holder registers the same Contact."""
     v = ctx.vars
@@ -253,24 +260,24 @@ async def note_lease_lost(ctx: Any, p: Any) -> None:
 
 
 @delay()
-def lease_retry_delay(ctx: Any, p: Any) -> float:
+def lease_retry_delay(ctx: Ctx[TrunkRegistrationVars], p: object) -> float:
     """Half the lease (± 10 % jitter): a dead holder is replaced within two leases."""
     return _leases(ctx).ttl / 2 * random.uniform(0.9, 1.1)
 
 
 @guard()
-def hand_over(ctx: Any, p: Any) -> bool:
+def hand_over(ctx: Ctx[TrunkRegistrationVars], p: object) -> bool:
     """The daemon drains and another engine is alive to take this trunk over: keep the
     registration at the registrar (calls keep arriving) and only give the lease back."""
     return bool(ctx.event.get("handover"))
 
 
 @action(emits=("lease.released",), outcomes=("lease.released",))
-async def release_lease(ctx: Any, p: Any) -> None:
+async def release_lease(ctx: Ctx[TrunkRegistrationVars], p: object) -> None:
     """Give the lease back if we hold it (owner-checked), so the next engine need not
     wait for it to run out."""
     v = ctx.vars
-    held, v.lease_held = getattr(v, "lease_held", False), False
+    held, v.lease_held = v.lease_held, False
     if not held:
         ctx.emit("lease.released")
         return
@@ -279,9 +286,9 @@ async def release_lease(ctx: Any, p: Any) -> None:
 
 
 @action()
-async def release_lease_now(ctx: Any, p: Any) -> None:
+async def release_lease_now(ctx: Ctx[TrunkRegistrationVars], p: object) -> None:
     v = ctx.vars
-    if getattr(v, "lease_held", False):
+    if v.lease_held:
         v.lease_held = False
         ctx.runtime.background(_leases(ctx).release(v.domain, str(v.trunk.id)),
                                "release trunk lease")

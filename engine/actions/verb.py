@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from engine.actions.session import session_vars
+from engine.actions._context import Ctx
 from engine.fsm import action, delay
 from engine.log import get_logger
+from engine.machine_vars import PauseVars, ResponseVars
 from engine.sip.builders import reason_phrase
 
 log = get_logger("engine.verbs")
 
 
 @action()
-async def send_response(ctx: Any, p: Any) -> None:
+async def send_response(ctx: Ctx[ResponseVars], p: object) -> None:
     """Answer the caller with the verb's ``code``/``reason``/``headers`` (ends the script)."""
     verb = ctx.vars.verb
-    req = session_vars(ctx).req
+    req = ctx.vars.call.req
     if req.final_sent:
         return
     headers = list(verb.headers or ())
@@ -25,6 +24,6 @@ async def send_response(ctx: Any, p: Any) -> None:
 
 
 @delay()
-def pause_seconds(ctx: Any, p: Any) -> float:
+def pause_seconds(ctx: Ctx[PauseVars], p: object) -> float:
     """The pause verb's ``duration``."""
     return float(ctx.vars.verb.duration)

@@ -160,7 +160,8 @@ def call_view(root: Instance, instances: Iterable[Instance], ended: EndedCall | 
     """One call as the API returns it (``trace``: with every instance's trace)."""
     req = getattr(root.vars, "req", None)
     insts = list(instances)
-    a_dialog = getattr(root.vars, "a_dialog", None)
+    # the caller's dialog is in the call's shared record (engine.machine_vars.CallShared)
+    a_dialog = getattr(getattr(root.vars, "call", None), "a_dialog", None)
     a_state = ("answered" if a_dialog is not None and getattr(a_dialog, "connected", False)
                else "final sent" if req is not None and req.final_sent else "ringing")
     legs: list[dict[str, Any]] = [{"role": "A", "instance": root.id,

@@ -9,14 +9,18 @@ printed by `dragonpbx validate` but do not.
     E011 unknown guard           E021 unknown initial state    E031 dead end (no way out)
     E012 unknown delay           E022 unknown on_failure state E032 waits without a timeout
     E013 bad parameters          E023 final state with exits   E033 unhandled outcome
+    E014 variables the machine does not have (the callable's ``ctx: Ctx[V]``)
     E040 event nobody emits      E041 undeclared input         W042 input never handled
     W060 `always` without a fallback                            W061 shadowed transition
 """
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 from collections.abc import Iterable
+from types import UnionType
+from typing import Any, Union, get_args, get_origin
 
 import jsonschema
 
@@ -79,6 +83,7 @@ class Checker:
                 self.err(codes[ref.kind], ref.path,
                          f"unknown {ref.kind} {ref.name!r}{_suggest(ref.name, table)}")
                 continue
+            self.check_vars(ref, entry)
             schema = entry.params_schema
             errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(ref.params),
                             key=lambda e: list(e.absolute_path))
@@ -101,6 +106,39 @@ class Checker:
                 self.bound[ref.path] = build(entry.params, ref.params)
             except (TypeError, ValueError) as exc:
                 self.err("E013", _param_path(ref), f"{ref.kind} {ref.name}: {exc}")
+
+    def check_vars(self, ref: CallRef, entry: Entry) -> None:
+        """The callable works on variables this machine's instances have: its context's
+        vars type is the machine's vars dataclass or a base of it, or a Protocol whose
+        fields the machine's dataclass all has."""
+        try:
+            wanted = entry.vars_type
+        except TypeError as exc:
+            self.err("E014", ref.path, f"{ref.kind} {ref.name}: {exc}")
+            return
+        if wanted is Any:
+            return
+        have = self.registry.vars_types.get(self.defn.name)
+        if have is None:
+            return  # a machine without declared variables (only the fsm tests' ad-hoc ones)
+        # a union (``Ctx[CallVars | VerbVars]``): the machine's variables fit one of them
+        options = get_args(wanted) if get_origin(wanted) in (Union, UnionType) else (wanted,)
+        if any(isinstance(o, type) and not getattr(o, "_is_protocol", False)
+               and issubclass(have, o) for o in options):
+            return
+        protocols = [o for o in options if getattr(o, "_is_protocol", False)]
+        fields = {f.name for f in dataclasses.fields(have)}
+        missing = [sorted(n for n in _protocol_fields(o) if n not in fields) for o in protocols]
+        if any(not m for m in missing):
+            return
+        if len(options) == 1 and missing:
+            self.err("E014", ref.path,
+                     f"{ref.kind} {ref.name} uses variable(s) {', '.join(missing[0])}, which "
+                     f"{have.__name__} (machine {self.defn.name!r}) does not have")
+        else:
+            self.err("E014", ref.path,
+                     f"{ref.kind} {ref.name} works on {' or '.join(map(_name, options))}, not "
+                     f"on {have.__name__} (the variables of machine {self.defn.name!r})")
 
     def check_targets(self) -> None:
         names = self.defn.states
@@ -234,6 +272,19 @@ class Checker:
                 self.warn("W060", state.always[-1].path,
                           f"state {state.name!r}: no `always` branch without a guard, so the "
                           "machine may wait here")
+
+
+def _name(tp: Any) -> str:
+    return getattr(tp, "__name__", repr(tp))
+
+
+def _protocol_fields(proto: type) -> set[str]:
+    """Names a vars Protocol declares (annotations of it and its Protocol bases)."""
+    names: set[str] = set()
+    for klass in proto.__mro__:
+        if getattr(klass, "_is_protocol", False):
+            names.update(vars(klass).get("__annotations__", {}))
+    return names
 
 
 def _param_path(ref: CallRef) -> Path:

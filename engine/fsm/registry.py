@@ -16,6 +16,16 @@ finds the code from the YAML and the YAML from the code. ``emits`` lists the
 events the action can cause (directly or through work it starts), which the
 linter uses to check that every ``on:`` event can actually happen and that
 every outcome of started work is handled.
+
+Each machine's instance variables are a dataclass declared for it::
+
+    @machine_vars("registration")
+    @dataclass(slots=True, kw_only=True)
+    class RegistrationVars(RequestVars): ...
+
+and an action says which variables it works on by its context annotation
+(``ctx: Ctx[RegistrationVars]``, see ``engine.actions._context``). The loader
+refuses (E014) a machine that uses an action whose variables it does not have.
 """
 
 from __future__ import annotations
@@ -24,10 +34,11 @@ import dataclasses
 import inspect
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar, get_args
 
 from engine.fsm.params import NoParams, schema_for
 
+_T = TypeVar("_T")
 EmitsSpec = tuple[str, ...] | Callable[[Any], Iterable[str]]
 
 
@@ -51,6 +62,13 @@ class Entry:
             return tuple(self.emits(params))
         return tuple(self.emits)
 
+    @property
+    def vars_type(self) -> Any:
+        """``V`` of the callable's ``ctx: Ctx[V]`` annotation: the variables it reads and
+        writes (a vars dataclass, or a Protocol naming the fields it needs); ``Any`` for
+        a callable that uses none or is not annotated."""
+        return ctx_vars_type(self.func)
+
 
 @dataclass
 class EventSource:
@@ -67,6 +85,7 @@ class Registry:
     guards: dict[str, Entry] = field(default_factory=dict)
     delays: dict[str, Entry] = field(default_factory=dict)
     sources: dict[str, EventSource] = field(default_factory=dict)
+    vars_types: dict[str, type] = field(default_factory=dict)  # machine name → its vars
 
     # ------------------------------------------------------------------ declaring
     def _add(self, table: dict[str, Entry], entry: Entry) -> None:
@@ -102,6 +121,19 @@ class Registry:
             return func
         return deco
 
+    def machine_vars(self, machine: str) -> Callable[[_T], _T]:
+        """Class decorator: ``machine``'s instances keep their variables in this dataclass
+        (the runtime builds it from the spawn's ``vars``; an unknown name is refused)."""
+        def deco(cls: _T) -> _T:
+            if not (isinstance(cls, type) and dataclasses.is_dataclass(cls)):
+                raise TypeError(f"vars of {machine!r} must be a dataclass, not {cls!r}")
+            prev = self.vars_types.get(machine)
+            if prev is not None and prev is not cls:
+                raise ValueError(f"vars of machine {machine!r} declared twice")
+            self.vars_types[machine] = cls
+            return cls
+        return deco
+
     def declare_events(self, source: str, events: Iterable[str], doc: str = "") -> None:
         """An adapter announces the events it delivers to machines (``inputs:``)."""
         prev = self.sources.get(source)
@@ -132,6 +164,29 @@ class Registry:
                 "inputs": {s.name: sorted(s.events) for s in self.sources.values()}}
 
 
+_VARS_CACHE: dict[Callable[..., Any], Any] = {}
+
+
+def ctx_vars_type(func: Callable[..., Any]) -> Any:
+    """``V`` in ``def f(ctx: Ctx[V], p)``, or ``Any``. Annotations are strings (modules use
+    ``from __future__ import annotations``); the context's is evaluated in the function's
+    module, which imports ``Ctx`` and the vars class (a TYPE_CHECKING-only name there is
+    a definition error, reported when a machine is checked)."""
+    if func in _VARS_CACHE:
+        return _VARS_CACHE[func]
+    params = list(inspect.signature(func).parameters)
+    ann = func.__annotations__.get(params[0]) if params else None
+    if isinstance(ann, str):
+        try:
+            ann = eval(ann, func.__globals__)  # what typing.get_type_hints does, for one name
+        except NameError as exc:
+            raise TypeError(f"{func.__qualname__}: context annotation {ann!r}: {exc}") from None
+    args = get_args(ann)
+    found = args[0] if args else Any
+    _VARS_CACHE[func] = found
+    return found
+
+
 def _default_name(func: Callable) -> str:
     module = func.__module__.rsplit(".", 1)[-1]
     return f"{module}.{func.__name__}"
@@ -150,6 +205,7 @@ action = REGISTRY.action
 guard = REGISTRY.guard
 delay = REGISTRY.delay
 declare_events = REGISTRY.declare_events
+machine_vars = REGISTRY.machine_vars
 
 # Events the interpreter itself produces.
 BUILTIN_EVENTS = frozenset({"action.error"})

@@ -20,15 +20,16 @@ import itertools
 import logging
 import os
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from operator import itemgetter
-from types import SimpleNamespace
 from typing import Any
 
 from engine.fsm.compile import BoundCall, CompiledMachine
 from engine.fsm.definition import ALWAYS_EVENT
+from engine.fsm.registry import REGISTRY
 from engine.fsm.trace import Trace, TraceEntry
+from engine.fsm.vars import build_vars, drop_vars
 from engine.log import Logger, get_logger
 
 RUNNING, DONE, FAILED, KILLED = "running", "done", "failed", "killed"
@@ -106,7 +107,7 @@ class Instance:
         self.runtime = runtime
         self.machine = machine
         self.id = instance_id or f"{machine.name}-{_ID_PREFIX}-{next(_ids)}"
-        self.vars = SimpleNamespace(**vars)
+        self.vars: Any = build_vars(runtime.vars_types.get(machine.name), machine.name, vars)
         self.parent = parent
         self.state = machine.initial
         self.status = RUNNING
@@ -496,26 +497,24 @@ class Instance:
         without this every finished call would wait for the cyclic garbage collector
         instead of being freed at once. Its state, result and trace stay readable."""
         self.event = _NO_EVENT
-        for key, value in list(self.vars.__dict__.items()):
-            if _refers_to_instances(value):
-                delattr(self.vars, key)
+        drop_vars(self.vars, lambda value: isinstance(value, Instance))
 
     def __repr__(self) -> str:
         return f"<Instance {self.id} {self.machine.label} state={self.state} {self.status}>"
 
 
-def _refers_to_instances(value: Any) -> bool:
-    if isinstance(value, Instance):
-        return True
-    return isinstance(value, dict) and any(isinstance(v, Instance) for v in value.values())
 
 
 class Runtime:
     """Owns the machine library, the services (ports) and the live instances."""
 
     def __init__(self, library: Any, services: Any, clock: Any,
-                 loop: asyncio.AbstractEventLoop | None = None, *, trace_ignored: bool = True):
+                 loop: asyncio.AbstractEventLoop | None = None, *, trace_ignored: bool = True,
+                 vars_types: Mapping[str, type] | None = None):
         self.library = library
+        # machine → vars dataclass; the process-wide registry's, which the shipped actions
+        # (typed against those dataclasses) are bound from
+        self.vars_types = REGISTRY.vars_types if vars_types is None else vars_types
         self.services = services
         self.clock = clock
         self._loop = loop

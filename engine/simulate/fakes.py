@@ -64,6 +64,10 @@ class FakeRequest:
         return any(r[0] >= 200 for r in self.replies)
 
     @property
+    def final_status(self) -> int | None:
+        return next((r[0] for r in self.replies if r[0] >= 200), None)
+
+    @property
     def cancelled(self) -> bool:
         return self._cancelled
 

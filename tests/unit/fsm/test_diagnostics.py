@@ -17,7 +17,7 @@ EXPECT = re.compile(r"^# expect: (?P<code>[EW]\d{3}) (?P<line>\d+):(?P<col>\d+) 
 
 def test_every_code_has_a_fixture() -> None:
     codes = {p.name.split("_")[0] for p in FIXTURES}
-    assert codes >= {"E001", "E002", "E010", "E011", "E012", "E013", "E020", "E021", "E022",
+    assert codes >= {"E001", "E002", "E010", "E011", "E012", "E013", "E014", "E020", "E021", "E022",
                      "E023", "E030", "E031", "E032", "E033", "E040", "E041", "E050", "W042",
                      "W060", "W061"}
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from engine.actions._context import Ctx
 from engine.clock import FakeClock
 from engine.fsm import Outcome, Registry, Runtime, load_text
 
@@ -18,9 +19,29 @@ class Note:
     text: str
 
 
+@dataclass(slots=True, kw_only=True)
+class CountVars:
+    """Variables of the test machine ``counting`` (``t.count`` works on them)."""
+
+    n: int = 0
+
+
+@dataclass(slots=True, kw_only=True)
+class OtherVars:
+    """Variables of the test machine ``other_vars``: no ``n``."""
+
+    m: int = 0
+
+
 def make_registry() -> Registry:
     reg = Registry()
     reg.declare_events("test", ["start", "go", "cancel", "stop", "ping"])
+    reg.machine_vars("counting")(CountVars)
+    reg.machine_vars("other_vars")(OtherVars)
+
+    @reg.action(name="t.count")
+    async def count(ctx: Ctx[CountVars], p: Any) -> None:
+        ctx.vars.n += 1
 
     @reg.action(name="t.note", params=Note)
     async def note(ctx: Any, p: Note) -> None:
@@ -79,7 +100,10 @@ class Library:
 def runtime(*texts: str) -> tuple[Runtime, FakeClock]:
     clock = FakeClock()
     reg = make_registry()
-    return Runtime(Library(reg, *texts), SimpleNamespace(), clock), clock
+    # the variables of the test registry's machines (none declared: namespaces), not the
+    # shipped ones of REGISTRY, whose names a test machine may borrow ("inbound_call")
+    return Runtime(Library(reg, *texts), SimpleNamespace(), clock,
+                   vars_types=reg.vars_types), clock
 
 
 async def settle() -> None:

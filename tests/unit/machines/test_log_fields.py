@@ -13,6 +13,7 @@ import pytest
 
 from engine.actions.log import TEMPLATE_FIELDS, compile_template
 from engine.fsm import REGISTRY, load_text
+from engine.machine_vars import CallVars
 from engine.simulate import load_script
 from engine.simulate.runner import Simulation
 from tests.unit.machines.harness import library, make_runtime, make_services
@@ -102,6 +103,8 @@ async def test_log_action_renders_fields_of_its_call(lines: Lines) -> None:
     compiled = machine_with("call from {from} to {to} at {domain} ({call_id}) "
                             "trunk {trunk} in {state} of {machine}").compiled
     rt = make_runtime(make_services())
+    # the test machine keeps a call's variables, as inbound_call does
+    rt.vars_types = {**rt.vars_types, compiled.name: CallVars}
     inst = rt.spawn(compiled, vars={"req": invite("1001", caller="alice", n=7)})
     await inst.send("start")
     ((msg, fields),) = [ln for ln in lines.about("engine.fsm") if ln[0].startswith("call from")]
