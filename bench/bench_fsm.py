@@ -28,7 +28,8 @@ from types import SimpleNamespace
 from typing import Any
 
 from engine.clock import LoopClock
-from engine.fsm import Registry, Runtime, load_text
+from engine.fsm import Registry, load_text
+from engine.fsm.runtime import Runtime
 from engine.simulate import FakeRequest, load_library, make_services
 from engine.sip.digest import DigestClient, parse_challenge
 

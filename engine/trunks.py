@@ -32,7 +32,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine.app import Component
-from engine.fsm import Instance, declare_events
+from engine.fsm import declare_events
+from engine.fsm.runtime import Instance
 from engine.lease import Leases
 from engine.log import get_logger
 

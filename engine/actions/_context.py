@@ -1,6 +1,6 @@
 """The typed context every action, guard and delay receives: ``ctx: Ctx[V]``.
 
-The runtime calls each callable with the live ``engine.fsm.Instance``; ``Ctx`` is the
+The runtime calls each callable with the live ``engine.fsm.runtime.Instance``; ``Ctx`` is the
 part of it an action may use, with the two things the interpreter cannot type itself:
 
 * ``ctx.vars`` is ``V``, the instance's variables — the machine's vars dataclass

@@ -20,8 +20,8 @@ from engine.actions._request import MALFORMED, credentials, domain, valid_creden
 from engine.actions.sip import send_reply
 from engine.config.model import PasswordClient
 from engine.errors import StoreError
-from engine.fsm import Instance, Outcome, action, guard
-from engine.fsm.runtime import DONE
+from engine.fsm import Outcome, action, guard
+from engine.fsm.runtime import DONE, Instance
 from engine.machine_vars import AuthenticatedVars, DigestAuthVars, Malformed
 from engine.ports import IncomingRequest
 from engine.sip.digest import DigestCredentials, DigestOutcome

@@ -15,7 +15,8 @@ from engine.actions.leg import LegSpec, leg_vars
 from engine.actions.media import media_session, open_early
 from engine.actions.session import attach_caller_dialog, session_vars
 from engine.actions.status import emit
-from engine.fsm import Instance, Outcome, action, guard
+from engine.fsm import Outcome, action, guard
+from engine.fsm.runtime import Instance
 from engine.hooks.callscript import Destination
 from engine.hooks.payloads import statushook_body
 from engine.log import get_logger

@@ -16,7 +16,8 @@ from typing import Any
 from engine.actions._context import Ctx
 from engine.actions.media import caller_sdp, media_session
 from engine.errors import SipError
-from engine.fsm import Instance, Outcome, action, declare_events, delay, guard
+from engine.fsm import Outcome, action, declare_events, delay, guard
+from engine.fsm.runtime import Instance
 from engine.machine_vars import LegVars
 from engine.media.codecs import LegCodecs
 from engine.media.codecs import direct_media as both_direct

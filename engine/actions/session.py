@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from engine.actions._context import Ctx
 from engine.actions._request import domain
 from engine.actions.sip import send_reply
-from engine.fsm import Instance, action, declare_events, guard
+from engine.fsm import action, declare_events, guard
+from engine.fsm.runtime import Instance
 from engine.log import get_logger
 from engine.machine_vars import CallShared, CallVars, VerbVars
 from engine.ports import Dialog, IncomingRequest

@@ -21,12 +21,12 @@ import logging
 import os
 import time
 from collections.abc import Callable, Coroutine, Mapping
-from dataclasses import dataclass
 from operator import itemgetter
 from typing import Any
 
 from engine.fsm.compile import BoundCall, CompiledMachine
 from engine.fsm.definition import ALWAYS_EVENT
+from engine.fsm.events import Event, Outcome
 from engine.fsm.registry import REGISTRY
 from engine.fsm.trace import Trace, TraceEntry
 from engine.fsm.vars import build_vars, drop_vars
@@ -39,14 +39,6 @@ _log = get_logger("engine.fsm")
 _ids = itertools.count(1)
 _ID_PREFIX = f"{os.getpid():x}"
 _phase = itemgetter(0)
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """Returned by work started with ``ctx.start`` to choose the event it ends with."""
-
-    event: str
-    data: dict[str, Any] | None = None
 
 
 class _Unset:
@@ -73,20 +65,6 @@ def _root_call_id(inst: Instance) -> str | None:
         node = node.parent
     own = getattr(getattr(inst.vars, "req", None), "call_id", None)
     return own if isinstance(own, str) else None
-
-
-class Event:
-    __slots__ = ("data", "name")
-
-    def __init__(self, name: str, data: dict[str, Any] | None):
-        self.name = name
-        self.data = data if data is not None else {}
-
-    def get(self, key: str, default: Any = None) -> Any:
-        return self.data.get(key, default)
-
-    def __repr__(self) -> str:
-        return f"Event({self.name!r})"
 
 
 _NO_EVENT = Event("", None)

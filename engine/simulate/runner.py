@@ -21,8 +21,9 @@ from pathlib import Path
 from types import MappingProxyType, SimpleNamespace
 from typing import Any
 
-from engine.fsm import Instance, MachineLibrary, Runtime
+from engine.fsm import MachineLibrary
 from engine.fsm.compile import BoundCall
+from engine.fsm.runtime import Instance, Runtime
 from engine.fsm.trace import Trace, TraceEntry
 from engine.log import redact
 from engine.ports import Binding

@@ -11,7 +11,8 @@ import pytest
 
 from engine.actions._context import Ctx
 from engine.clock import FakeClock
-from engine.fsm import Outcome, Registry, Runtime, load_text
+from engine.fsm import Outcome, Registry, load_text
+from engine.fsm.runtime import Runtime
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,8 @@ from types import SimpleNamespace
 from typing import Any
 
 from engine.clock import FakeClock
-from engine.fsm import Registry, Runtime, load_text
+from engine.fsm import Registry, load_text
+from engine.fsm.runtime import Runtime
 
 MACHINE = """
 machine: timed

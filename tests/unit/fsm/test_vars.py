@@ -44,7 +44,7 @@ def test_context_annotation_names_the_variables() -> None:
 async def test_an_instance_keeps_its_machines_dataclass() -> None:
     reg = make_registry()
     from engine.clock import FakeClock
-    from engine.fsm import Runtime
+    from engine.fsm.runtime import Runtime
 
     rt = Runtime(Library(reg, COUNTING), None, FakeClock(), vars_types=reg.vars_types)
     inst = rt.spawn("counting", vars={"n": 40})

@@ -13,7 +13,8 @@ import asyncio
 from types import SimpleNamespace
 from typing import Any
 
-from engine.fsm import MachineLibrary, Runtime
+from engine.fsm import MachineLibrary
+from engine.fsm.runtime import Runtime
 from engine.simulate import load_library, machines_root
 from engine.simulate import make_services as _make_services
 from engine.simulate.defaults import DEFAULT_CONFIG
