@@ -24,12 +24,11 @@ from engine.drachtio.wire import FrameTooLarge, SipFrame
 from engine.errors import SipError
 from engine.log import get_logger
 from engine.ports import Credentials, Headers
-from engine.sip.builders import IdGenerator, make_request, reason_phrase
+from engine.sip.builders import reason_phrase
 from engine.sip.errors import SipParseError
-from engine.sip.headers import header_key
 from engine.sip.message import SipRequest, SipResponse
+from engine.sip.outgoing import request_from_headers
 from engine.sip.parser import parse_message
-from engine.sip.uri import parse_name_addr
 from engine.transport.client import authorized_copy
 from engine.transport.requests import header_items
 
@@ -41,7 +40,6 @@ log = get_logger("engine.drachtio.legs")
 _ORPHAN_TTL = 5.0
 # the stack answers 408 after 64*T1 by itself; this only guards against a lost frame
 _FINAL_TIMEOUT = 40.0
-_DROPPED = frozenset({"via", "content-length", "route", "record-route"})
 
 
 def local_response(status: int, reason: str | None = None,
@@ -187,51 +185,14 @@ def build_request(port: DrachtioSipPort, method: str, uri: str,
                   items: list[tuple[str, str]], body: bytes, content_type: str | None, *,
                   call_id: str | None = None, from_tag: str | None = None,
                   contact: bool = False) -> tuple[SipRequest, str | None]:
-    """An out-of-dialog request from caller headers plus defaults (as the embedded
-    ``engine.transport.uac.build_request``): and the caller's top Route, which drachtio
-    takes as the frame's route URI rather than a header (§6.2)."""
-    from_ = to = cid = contact_value = route = None
-    cseq: int | None = None
-    max_forwards = 70
-    extra: list[tuple[str, str]] = []
-    for name, value in items:
-        key = header_key(name)
-        if key == "from":
-            from_ = value
-        elif key == "to":
-            to = value
-        elif key == "call-id":
-            cid = value
-        elif key == "cseq":
-            cseq = int(value.split()[0])
-        elif key == "contact":
-            contact_value = value
-        elif key == "max-forwards":
-            max_forwards = int(value)
-        elif key == "content-type":
-            content_type = content_type or value
-        elif key == "route" and route is None:
-            route = value.split(",", 1)[0].strip()
-        elif key not in _DROPPED:
-            extra.append((name, value))
-    ids: IdGenerator = port.ids
-    if from_ is None:
-        host = port.contact_uri().split(":", 1)[1]
-        from_ = f"<sip:{host}>;tag={from_tag or ids.tag()}"
-    elif parse_name_addr(from_).tag is None:
-        from_ = f"{from_};tag={from_tag or ids.tag()}"
-    if contact and contact_value is None:
-        transport = "tcp" if ";transport=tcp" in uri.lower() else "udp"
-        contact_value = f"<{port.contact_uri(transport=transport)}>"
-    if content_type is None and body[:2] == b"v=":
-        content_type = "application/sdp"
-    if port.user_agent and not any(header_key(n) == "user-agent" for n, _ in extra):
-        extra.append(("User-Agent", port.user_agent))
-    req = make_request(
-        method, uri, from_=from_, to=to or f"<{uri}>", call_id=cid or call_id or ids.call_id(),
-        cseq=cseq if cseq is not None else ids.cseq(), contact=contact_value,
-        max_forwards=max_forwards, headers=extra, body=body, content_type=content_type)
-    return req, route
+    """An out-of-dialog request from caller headers plus defaults
+    (``engine.sip.outgoing``) and the caller's top Route, which drachtio takes as the
+    frame's route URI rather than a header (§6.2)."""
+    return request_from_headers(
+        method, uri, items, body, content_type, ids=port.ids, user_agent=port.user_agent,
+        local_uri=lambda t: port.contact_uri(transport=t),
+        contact_transport="tcp" if ";transport=tcp" in uri.lower() else "udp",
+        call_id=call_id, from_tag=from_tag, contact=contact, take_route=True)
 
 
 def request_text(req: SipRequest) -> str:

@@ -13,18 +13,16 @@ from __future__ import annotations
 from engine.errors import SipTransportError
 from engine.log import get_logger
 from engine.ports import Credentials, Peer
-from engine.sip.builders import make_request
 from engine.sip.errors import SipParseError
 from engine.sip.headers import header_key
 from engine.sip.message import SipRequest, SipResponse
-from engine.sip.uri import parse_name_addr
+from engine.sip.outgoing import request_from_headers
 from engine.transport.client import RequestWaiter, local_response
 from engine.transport.resolve import Target, parse_target
 from engine.transport.tu import TransactionUser
 
 log = get_logger("engine.transport.uac")
 
-_DROPPED = frozenset({"via", "content-length"})
 
 
 def choose_target(port: TransactionUser, uri: str, proxy: str | None, flow: str | None,
@@ -46,47 +44,15 @@ def build_request(
     content_type: str | None, dest: Peer | None, flow: str | None, *,
     call_id: str | None = None, from_tag: str | None = None, contact: bool = False,
 ) -> SipRequest:
-    """An out-of-dialog request from caller headers plus our defaults (module doc).
-    Without Via: :meth:`EmbeddedSipPort.send_request` adds ours."""
-    from_ = to = cid = contact_value = None
-    cseq: int | None = None
-    max_forwards = 70
-    extra: list[tuple[str, str]] = []
-    for name, value in items:
-        key = header_key(name)
-        if key == "from":
-            from_ = value
-        elif key == "to":
-            to = value
-        elif key == "call-id":
-            cid = value
-        elif key == "cseq":
-            cseq = int(value.split()[0])
-        elif key == "contact":
-            contact_value = value
-        elif key == "max-forwards":
-            max_forwards = int(value)
-        elif key == "content-type":
-            content_type = content_type or value
-        elif key not in _DROPPED:
-            extra.append((name, value))
+    """An out-of-dialog request from caller headers plus our defaults
+    (``engine.sip.outgoing``). Without Via: :meth:`EmbeddedSipPort.send_request` adds ours."""
     transport = dest.transport if dest is not None else "udp"
     peer_host = dest.host if dest is not None else None
-    if from_ is None:
-        host = port.local_contact("udp", peer_host, flow).split(":", 1)[1]
-        from_ = f"<sip:{host}>;tag={from_tag or port.ids.tag()}"
-    elif parse_name_addr(from_).tag is None:
-        from_ = f"{from_};tag={from_tag or port.ids.tag()}"
-    if contact and contact_value is None:
-        contact_value = f"<{port.local_contact(transport, peer_host, flow)}>"
-    if content_type is None and body[:2] == b"v=":
-        content_type = "application/sdp"
-    if port.user_agent and not any(header_key(n) == "user-agent" for n, _ in extra):
-        extra.append(("User-Agent", port.user_agent))
-    return make_request(
-        method, uri, from_=from_, to=to or f"<{uri}>", call_id=cid or call_id or port.ids.call_id(),
-        cseq=cseq if cseq is not None else port.ids.cseq(), contact=contact_value,
-        max_forwards=max_forwards, headers=extra, body=body, content_type=content_type)
+    req, _ = request_from_headers(
+        method, uri, items, body, content_type, ids=port.ids, user_agent=port.user_agent,
+        local_uri=lambda t: port.local_contact(t, peer_host, flow),
+        contact_transport=transport, call_id=call_id, from_tag=from_tag, contact=contact)
+    return req
 
 
 async def send_out_of_dialog(
