@@ -15,7 +15,7 @@ from engine.ports import Credentials, IncomingRequest, SipPort
 from engine.sip.parser import parse_message
 from engine.transport import EmbeddedSipPort
 from engine.transport.dialogs import EmbeddedDialog
-from tests.fixtures.procs import free_port
+from tests.fixtures.procs import free_port, tcp_listening
 from tests.fixtures.sipp import SippResult, SippServer, scenario, start_sipp
 from tests.integration.sip.callee import OUR_SDP
 from tests.integration.sip.conftest import count, logged, sipp_log
@@ -46,12 +46,9 @@ async def uas() -> AsyncIterator[Any]:
 
 async def wait_tcp(port: int) -> None:
     for _ in range(100):
-        try:
-            _, w = await asyncio.open_connection("127.0.0.1", port)
-            w.close()
+        if tcp_listening(port):
             return
-        except OSError:
-            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.05)
     raise TimeoutError(f"nothing listens on tcp {port}")
 
 
