@@ -159,20 +159,19 @@ def make_response(
     add_tag = bool(to_tag) and status != 100 and request.to_tag is None
     # Walk the request's index, not every header: only five or six keys matter.
     index = request._idx()
-    positions: list[int] = []
+    positions: list[tuple[int, str]] = []  # (line in the request, its key)
     for key in (_COPIED_RR if copy_rr else _COPIED):
         if key not in override:
             pos = index.get(key)
             if pos is not None:
-                positions.extend(pos)
+                positions.extend([(i, key) for i in pos])
     positions.sort()
     src = request.headers
     hdrs: list[tuple[str, str]] = []
     # Build the response's index as we go: serialising it then needs no rescan.
     rindex: dict[str, list[int]] = {}
-    for i in positions:
-        name, value = src[i]
-        key = header_key(name)
+    for i, key in positions:
+        value = src[i][1]
         _index_add(rindex, key, len(hdrs))
         if key == "to":
             hdrs.append(("To", f"{value};tag={to_tag}" if add_tag else value))

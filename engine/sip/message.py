@@ -69,11 +69,17 @@ class SipMessage:
 
     def _changed(self, key: str) -> None:
         self._index = None
+        self._forget(key)
+
+    def _forget(self, key: str) -> None:
+        """Drop what the parsed-header cache holds for ``key``."""
         cache = self._cache
         if cache:
             cache.pop(key, None)
             if key == "via":
                 cache.pop("via0", None)
+            elif key == "contact":
+                cache.pop("contact*", None)
 
     # ------------------------------------------------------------------ read access
 
@@ -136,9 +142,22 @@ class SipMessage:
         if first:
             pos = self._idx().get(key)
             self.headers.insert(pos[0] if pos else 0, (name, value))
+            self._changed(key)
+            return
+        headers = self.headers
+        headers.append((name, value))
+        index = self._index
+        if index is None:
+            self._forget(key)
+            return
+        # Appending moves no other line: the index stays valid with one more entry, so
+        # serialising (the Server header added to every response) needs no rescan.
+        pos = index.get(key)
+        if pos is None:
+            index[key] = [len(headers) - 1]
         else:
-            self.headers.append((name, value))
-        self._changed(key)
+            pos.append(len(headers) - 1)
+        self._forget(key)
 
     def set_header(self, name: str, value: str) -> None:
         """Replace every line of ``name`` by one line (at the first one's place)."""
@@ -262,7 +281,10 @@ class SipMessage:
     @property
     def contact_is_star(self) -> bool:
         """``Contact: *`` (REGISTER removing every binding)."""
-        return self.header_values("contact") == ["*"]
+        star = self._cache.get("contact*")
+        if star is None:  # asked several times per REGISTER: split the lines once
+            star = self._cache["contact*"] = self.header_values("contact") == ["*"]
+        return star  # type: ignore[return-value]
 
     @property
     def contacts(self) -> list[NameAddr]:

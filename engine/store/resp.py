@@ -80,15 +80,27 @@ def read_only(commands: Sequence[Sequence[Arg]]) -> bool:
 def encode(*args: Arg) -> bytes:
     """One command in RESP (an array of bulk strings)."""
     out = [b"*%d\r\n" % len(args)]
+    append = out.append
     for a in args:
-        if isinstance(a, str):
+        kind = type(a)  # exact types first: every REGISTER encodes ~20 arguments
+        if kind is str:
+            b = a.encode()  # type: ignore[union-attr]
+        elif kind is bytes:
+            b = a
+        elif isinstance(a, str):
             b = a.encode()
         elif isinstance(a, bytes):
             b = a
         else:
             b = str(a).encode()
-        out.append(b"$%d\r\n%s\r\n" % (len(b), b))
+        append(b"$%d\r\n" % len(b))
+        append(b)
+        append(b"\r\n")
     return b"".join(out)
+
+
+_MULTI = encode("MULTI")
+_EXEC = encode("EXEC")
 
 
 @dataclass(frozen=True)
@@ -374,7 +386,7 @@ class RespClient:
 
     async def transaction(self, commands: Sequence[Sequence[Arg]]) -> list[Any]:
         """``MULTI`` + commands + ``EXEC`` in one write; the EXEC result."""
-        payload = encode("MULTI") + b"".join(encode(*c) for c in commands) + encode("EXEC")
+        payload = b"".join([_MULTI, *[encode(*c) for c in commands], _EXEC])
         replies = await self.send(payload, len(commands) + 2)
         result = replies[-1]
         for reply in replies:

@@ -78,3 +78,30 @@ def test_json_line_time_and_exception() -> None:
     assert "ValueError: boom" in line["exc"]
     stamp = line["time"]
     assert len(stamp) == 24 and stamp[10] == "T" and stamp[19] == "." and stamp.endswith("Z")
+
+
+def test_records_carry_every_logrecord_field_for_other_handlers() -> None:
+    # engine.log builds its own lean records; a handler formatting with any LogRecord
+    # field (pytest's caplog uses %(filename)s:%(lineno)d) must still work
+    seen: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append(record)
+
+    logger = logging.getLogger("engine.test_records")
+    handler = Keep()
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        get_logger("engine.test_records").info("hello %s", user="u1")
+    finally:
+        logger.removeHandler(handler)
+    (record,) = seen
+    stdlib = logging.LogRecord("x", logging.INFO, "", 0, "m", (), None)
+    assert set(vars(stdlib)) <= set(vars(record))
+    assert record.getMessage() == "hello %s"  # no %-args: the text is kept as given
+    assert record.levelname == "INFO" and record.fields == {"user": "u1"}
+    line = logging.Formatter("%(levelname)s %(name)s:%(filename)s:%(lineno)d %(message)s "
+                             "%(asctime)s %(relativeCreated)d").format(record)
+    assert line.startswith("INFO engine.test_records::0 hello %s ")

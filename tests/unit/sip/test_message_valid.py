@@ -385,6 +385,31 @@ def test_register_contacts_with_params_and_star() -> None:
     assert star.contact_is_star
     assert star.contacts == []
     assert star.expires == 0
+    # the verdict is remembered, and forgotten when Contact changes
+    star.set_header("Contact", "<sip:a@192.0.2.1>")
+    assert not star.contact_is_star
+    assert [c.uri.host for c in star.contacts] == ["192.0.2.1"]
+    star.remove_header("Contact")
+    star.add_header("Contact", "*")
+    assert star.contact_is_star
+
+
+def test_appending_a_header_keeps_the_index_and_the_cache_right() -> None:
+    # add_header extends a built index in place (no rescan when serialising); every
+    # read and the serialised text must still see the new line where it went
+    m = parse_message(SIPP_REGISTER)
+    assert len(m.vias) == 1 and len(m.contacts) == 1 and m.header("server") is None
+    m.add_header("Server", "DragonPBX")
+    m.add_header("Contact", "<sip:b@192.0.2.9>")
+    m.add_header("Via", "SIP/2.0/UDP 192.0.2.7;branch=z9hG4bKlast")
+    assert m.header("server") == "DragonPBX"
+    assert [c.uri.host for c in m.contacts] == ["127.0.0.1", "192.0.2.9"]
+    assert [v.branch for v in m.vias] == ["z9hG4bK-4521-1-2", "z9hG4bKlast"]
+    assert m.top_via.branch == "z9hG4bK-4521-1-2"
+    fresh = parse_message(m.to_bytes())
+    assert fresh.headers == m.headers
+    assert m.to_bytes().endswith(b"Server: DragonPBX\r\nContact: <sip:b@192.0.2.9>\r\n"
+                                 b"Via: SIP/2.0/UDP 192.0.2.7;branch=z9hG4bKlast\r\n\r\n")
 
 
 def test_rfc2543_style_request_without_cookie_or_tags() -> None:
