@@ -17,8 +17,7 @@ wire order from the client's reader; handlers of new requests run as tasks.
 from __future__ import annotations
 
 import asyncio
-import inspect
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from engine.clock import LoopClock
@@ -29,6 +28,7 @@ from engine.drachtio.requests import DrachtioIncomingRequest, response_text
 from engine.drachtio.sip_text import build_sip_message
 from engine.drachtio.wire import SipFrame
 from engine.log import get_logger
+from engine.port_tasks import TaskOwner
 from engine.ports import Clock, Credentials, Headers, IncomingRequest, Peer
 from engine.sip.builders import IdGenerator, reason_phrase
 from engine.sip.digest import DigestClient
@@ -58,7 +58,7 @@ def encode(text: str) -> bytes:
     return text.encode("utf-8", "surrogateescape")
 
 
-class DrachtioSipPort:
+class DrachtioSipPort(TaskOwner):
     """The SIP port of ``SIP_BACKEND=drachtio`` (construct with :meth:`from_settings`).
 
     ``on_ready(up, reason)`` is told when the control connection becomes usable and
@@ -220,56 +220,8 @@ class DrachtioSipPort:
 
     # ------------------------------------------------------------------ helpers
 
-    def spawn(self, coro: Coroutine[Any, Any, Any], what: str) -> asyncio.Task[Any]:
-        """Run ``coro`` as a task owned by the port (cancelled on close; errors logged)."""
-        task = self.loop.create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-        task.what = what  # type: ignore[attr-defined]
-        return task
-
-    def _task_done(self, task: asyncio.Task[Any]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled():
-            exc = task.exception()
-            if exc is not None:
-                log.error("SIP task failed", what=getattr(task, "what", "?"),
-                          error=f"{type(exc).__name__}: {exc}")
-
-    def safe_call(self, callback: Callable[..., Any], what: str, *args: Any) -> None:
-        """Call an application callback; a coroutine becomes a task, errors are logged."""
-        try:
-            result = callback(*args)
-        except Exception:
-            log.exception("SIP callback failed", what=what)
-            return
-        if inspect.isawaitable(result):
-            self.spawn(_await(result), what)
-
-    def fire(self, callback: Callable[[Any], Any], req: DrachtioIncomingRequest,
-             what: str) -> None:
-        """Call a listener with a request it must answer; 500 if it fails unanswered."""
-        try:
-            result = callback(req)
-        except Exception:
-            log.exception("SIP listener failed", what=what, call_id=req.call_id)
-            if not req.final_sent:
-                self.spawn(req.reply(500), what)
-            return
-        if inspect.isawaitable(result):
-            self.spawn(self._guard(result, req, what), what)
-
-    async def _guard(self, awaitable: Awaitable[Any], req: DrachtioIncomingRequest,
-                     what: str) -> None:
-        try:
-            await awaitable
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("SIP request handler failed", what=what, method=req.method,
-                          call_id=req.call_id)
-            if not req.final_sent:
-                await req.reply(500)
+    def _answer_500(self, req: DrachtioIncomingRequest) -> None:
+        self.spawn(req.reply(500), "500")
 
     def answered(self, req: DrachtioIncomingRequest) -> None:
         """A final response went out on ``req`` (bookkeeping)."""
@@ -382,7 +334,7 @@ class DrachtioSipPort:
             self._invites[txn] = ireq
         else:
             self._unanswered[txn] = (self.clock.monotonic(), ireq)
-        self.spawn(self._guard(_call(handler, ireq), ireq, req.method), req.method)
+        self.run_handler(handler, ireq)
 
     def track_unanswered(self, req: DrachtioIncomingRequest) -> None:
         """An in-dialog non-INVITE request: 408 if left unanswered (see ``_sweep``)."""
@@ -410,13 +362,3 @@ class DrachtioSipPort:
         finally:
             if not self._closed:
                 self._sweeper = self.loop.call_later(_SWEEP_INTERVAL, self._sweep)
-
-
-async def _await(awaitable: Awaitable[Any]) -> Any:
-    return await awaitable
-
-
-async def _call(handler: Handler, req: DrachtioIncomingRequest) -> None:
-    result = handler(req)
-    if inspect.isawaitable(result):
-        await result

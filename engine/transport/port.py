@@ -16,13 +16,13 @@ callback, in network order (a coroutine returned by a listener becomes a task).
 from __future__ import annotations
 
 import asyncio
-import inspect
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from engine.clock import LoopClock
 from engine.errors import SipTransportError
 from engine.log import get_logger
+from engine.port_tasks import TaskOwner
 from engine.ports import Clock, Credentials, Headers, IncomingRequest, Peer
 from engine.sip.builders import IdGenerator
 from engine.sip.digest import DigestClient
@@ -58,7 +58,7 @@ log = get_logger("engine.transport.port")
 Handler = Callable[[IncomingRequest], Awaitable[None]]
 
 
-class EmbeddedSipPort:
+class EmbeddedSipPort(TaskOwner):
     """The embedded SIP stack behind the ``SipPort`` API.
 
     Construct with :meth:`from_settings` (or the keyword arguments), then
@@ -263,59 +263,8 @@ class EmbeddedSipPort:
 
     # ------------------------------------------------------------------ helpers for the TU parts
 
-    def spawn(self, coro: Coroutine[Any, Any, Any], what: str) -> asyncio.Task[Any]:
-        """Run ``coro`` as a task owned by the port (cancelled on close; an exception
-        is logged, never lost)."""
-        task = self.loop.create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-        task.what = what  # type: ignore[attr-defined]
-        return task
-
-    def _task_done(self, task: asyncio.Task[Any]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled():
-            exc = task.exception()
-            if exc is not None:
-                log.error("SIP task failed", what=getattr(task, "what", "?"),
-                          error=f"{type(exc).__name__}: {exc}")
-
-    def safe_call(self, callback: Callable[..., Any], what: str, *args: Any) -> None:
-        """Call an application callback; a returned coroutine becomes a task, an
-        exception is logged (never propagated into the stack)."""
-        try:
-            result = callback(*args)
-        except Exception:
-            log.exception("SIP callback failed", what=what)
-            return
-        if inspect.isawaitable(result):
-            self.spawn(_await(result), what)
-
-    def fire(self, callback: Callable[[Any], Any], req: EmbeddedIncomingRequest,
-             what: str) -> None:
-        """Call a listener with a request it must answer; if it raises before a final
-        response went out, answer 500."""
-        try:
-            result = callback(req)
-        except Exception:
-            log.exception("SIP listener failed", what=what, call_id=req.call_id)
-            if not req.final_sent:
-                req.send_response(500)
-            return
-        if inspect.isawaitable(result):
-            self.spawn(self._guard(result, req, what), what)
-
-    async def _guard(self, awaitable: Awaitable[Any], req: EmbeddedIncomingRequest,
-                     what: str) -> None:
-        try:
-            await awaitable
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("SIP request handler failed", what=what, method=req.method,
-                          call_id=req.call_id)
-            if not req.final_sent:
-                req.send_response(500)
+    def _answer_500(self, req: EmbeddedIncomingRequest) -> None:
+        req.send_response(500)
 
     def answered(self, req: EmbeddedIncomingRequest) -> None:
         """A final response went out on ``req`` (bookkeeping)."""
@@ -476,7 +425,7 @@ class EmbeddedSipPort:
             self._invites[tx] = ireq
         else:
             self._unanswered.add(tx, ireq)
-        self.spawn(self._guard(_call(handler, ireq), ireq, req.method), req.method)
+        self.run_handler(handler, ireq)
 
     def _in_dialog(self, ev: RequestReceived, to_tag: str) -> None:
         req = ev.request
@@ -574,13 +523,3 @@ class EmbeddedSipPort:
     def _on_rejected(self, ev: MessageRejected) -> None:
         log.debug("malformed SIP message", source=f"{ev.source.host}:{ev.source.port}",
                   transport=ev.source.transport, reason=ev.error.reason, answered=ev.replied)
-
-
-async def _await(awaitable: Awaitable[Any]) -> Any:
-    return await awaitable
-
-
-async def _call(handler: Handler, req: EmbeddedIncomingRequest) -> None:
-    result = handler(req)
-    if inspect.isawaitable(result):
-        await result
