@@ -84,6 +84,10 @@ async def send(ctx: Ctx[object], p: SendParams) -> None:
     """Queue a StatusHook event with the fields spec §8 lists for it. A reporting problem
     is logged and never disturbs the call."""
     try:
-        emit(ctx, p.event, **_extra(ctx, p))
+        route, call_id, _label = _call_of(ctx.vars)
+        if route is not None and route.status_hook and call_id is not None:
+            # the fields are built only for a call that has a statusHook (five of these
+            # run on every call, most of them without one)
+            emit(ctx, p.event, **_extra(ctx, p))
     except Exception as exc:
         ctx.log.warning("status event not sent", event=p.event, error=repr(exc))

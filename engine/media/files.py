@@ -11,6 +11,8 @@ file (the original handed any string to RTPEngine).
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
@@ -61,26 +63,69 @@ def resolve_file_url(url: str, base: Path) -> Path:
     return real
 
 
+#: ``file:`` URLs whose resolution the resolver remembers (bounded: URLs come from webhooks).
+_MAX_REMEMBERED = 1024
+
+
 class MediaResolver:
-    """``resolve(url)`` for the MediaPort: ``file:`` locally, ``http(s):`` via the fetcher."""
+    """``resolve(url)`` for the MediaPort: ``file:`` locally, ``http(s):`` via the fetcher.
+
+    A ``file:`` URL is resolved in full once; later requests for it (the ringtone, on
+    every call) only re-check with three ``stat`` calls that MEDIA_PATH, the URL's
+    path and the remembered result still name the same directory and regular file
+    (the full resolution walks every path component twice, ~80 µs a call). Anything
+    changed — a file replaced, removed, a symlink re-pointed — misses and resolves
+    (and is confined) again.
+    """
 
     def __init__(self, media_path: Path, fetcher: MediaFetcher | None = None):
         self.media_path = media_path
         self.fetcher = fetcher
+        # url → (path as given, resolved path, (dev, ino) of MEDIA_PATH and of the file)
+        self._files: dict[str, tuple[str, str, tuple[int, int], tuple[int, int]]] = {}
 
     async def resolve(self, url: str) -> str:
         text = url.strip()
         if is_file_url(text):
-            return str(resolve_file_url(text, self.media_path))
+            return self._file(text)
         if is_http_url(text):
             if self.fetcher is None:
                 raise MediaUrlError("http(s) media is not enabled")
             return str(await self.fetcher.fetch(text))
         raise MediaUrlError(f"unsupported media URL (want file: or http(s)://): {text!r}")
 
+    def _file(self, url: str) -> str:
+        known = self._files.get(url)
+        if known is not None:
+            given, real, root_id, file_id = known
+            if (_identity(self.media_path, directory=True) == root_id
+                    and _identity(given) == file_id and _identity(real) == file_id):
+                return real
+        resolved = str(resolve_file_url(url, self.media_path))
+        root_now = _identity(self.media_path, directory=True)
+        file_now = _identity(resolved)
+        if root_now is not None and file_now is not None:
+            if len(self._files) >= _MAX_REMEMBERED:
+                self._files.clear()
+            as_given = os.path.join(self.media_path, file_url_relative(url))
+            self._files[url] = (as_given, resolved, root_now, file_now)
+        return resolved
+
     async def close(self) -> None:
         if self.fetcher is not None:
             await self.fetcher.close()
+
+
+def _identity(path: str | Path, *, directory: bool = False) -> tuple[int, int] | None:
+    """(device, inode) of what ``path`` names (symlinks followed) when it is a regular
+    file (or a directory with ``directory``); None when it is missing or something else."""
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError):
+        return None
+    if not (stat.S_ISDIR(st.st_mode) if directory else stat.S_ISREG(st.st_mode)):
+        return None
+    return st.st_dev, st.st_ino
 
 
 def check_default_ringtone(settings: Any) -> str:

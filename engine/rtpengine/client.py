@@ -443,7 +443,8 @@ class RtpEngineClient:
         no reply arrived within the resend policy, ``MediaUnavailable`` when no
         suitable instance is up.
         """
-        await self.start()
+        if self._closed or not self._opened:  # the lock and the await only until opened
+            await self.start()
         policy = policy or self.policy
         command = str(body.get("command", ""))
         call_id = body.get("call-id")

@@ -74,47 +74,85 @@ def bencode(value: Any) -> bytes:
 
 
 def _encode(value: Any, out: list[bytes], depth: int) -> None:
+    # Every call set-up encodes several of these (offer, answer, play media, delete…).
+    # The common shape (a dict with ASCII str keys whose values are str, bytes, int or
+    # lists of str) is encoded inline, one append per entry: a recursive call, an ABC
+    # isinstance or a sort key function per item cost more than the encoding itself.
     kind = type(value)
     if kind is str:
         raw = value.encode("utf-8", "surrogateescape")
-        out.append(b"%d:" % len(raw))
-        out.append(raw)
-    elif kind is bytes or kind is bytearray or kind is memoryview:
-        raw = bytes(value)
-        out.append(b"%d:" % len(raw))
-        out.append(raw)
+        out.append(b"%d:%b" % (len(raw), raw))
+    elif kind is bytes:
+        out.append(b"%d:%b" % (len(value), value))
     elif kind is int:
         out.append(b"i%de" % value)
     elif depth >= MAX_DEPTH:
         raise BencodeError("structure nested too deeply")
-    elif isinstance(value, Mapping):
-        items: list[tuple[bytes, Any]] = []
-        for name, item in value.items():
-            if type(name) is str:
-                key = name.encode("utf-8", "surrogateescape")
-            elif type(name) is bytes:
-                key = name
-            else:
-                raise BencodeError(f"dict key must be str or bytes, not {type(name).__name__}")
-            items.append((key, item))
-        items.sort(key=_first)
+    elif kind is dict and _ascii_keys(value):
+        # ASCII str keys sort by code point exactly as their encodings sort by bytes.
         out.append(b"d")
-        previous = None
-        for key, item in items:
-            if key == previous:
-                raise BencodeError(f"duplicate dict key {key!r}")
-            previous = key
-            out.append(b"%d:" % len(key))
-            out.append(key)
-            _encode(item, out, depth + 1)
+        for name in sorted(value):
+            item = value[name]
+            key = name.encode("ascii")
+            kind = type(item)
+            if kind is str:
+                raw = item.encode("utf-8", "surrogateescape")
+                out.append(b"%d:%b%d:%b" % (len(key), key, len(raw), raw))
+            elif kind is bytes:
+                out.append(b"%d:%b%d:%b" % (len(key), key, len(item), item))
+            elif kind is int:
+                out.append(b"%d:%bi%de" % (len(key), key, item))
+            else:
+                out.append(b"%d:%b" % (len(key), key))
+                _encode(item, out, depth + 1)
         out.append(b"e")
     elif kind is list or kind is tuple:
         out.append(b"l")
         for item in value:
-            _encode(item, out, depth + 1)
+            if type(item) is str:
+                raw = item.encode("utf-8", "surrogateescape")
+                out.append(b"%d:%b" % (len(raw), raw))
+            else:
+                _encode(item, out, depth + 1)
         out.append(b"e")
+    elif kind is bytearray or kind is memoryview:
+        raw = bytes(value)
+        out.append(b"%d:%b" % (len(raw), raw))
+    elif isinstance(value, Mapping):
+        _encode_mapping(value, out, depth)
     else:
         raise BencodeError(f"cannot bencode {kind.__name__}")
+
+
+def _ascii_keys(value: dict[Any, Any]) -> bool:
+    """Every key is an ASCII str (one C-level join instead of a check per key)."""
+    try:
+        return "".join(value).isascii()
+    except TypeError:  # a bytes (or other) key: the general path sorts encoded keys
+        return False
+
+
+def _encode_mapping(value: Mapping[Any, Any], out: list[bytes], depth: int) -> None:
+    """Any mapping, keys str or bytes (a str and a bytes key may encode alike: refused)."""
+    items: list[tuple[bytes, Any]] = []
+    for name, item in value.items():
+        if type(name) is str:
+            key = name.encode("utf-8", "surrogateescape")
+        elif type(name) is bytes:
+            key = name
+        else:
+            raise BencodeError(f"dict key must be str or bytes, not {type(name).__name__}")
+        items.append((key, item))
+    items.sort(key=_first)
+    out.append(b"d")
+    previous = None
+    for key, item in items:
+        if key == previous:
+            raise BencodeError(f"duplicate dict key {key!r}")
+        previous = key
+        out.append(b"%d:%b" % (len(key), key))
+        _encode(item, out, depth + 1)
+    out.append(b"e")
 
 
 def _first(pair: tuple[bytes, Any]) -> bytes:

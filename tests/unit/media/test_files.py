@@ -140,3 +140,46 @@ def test_http_default_ringtone_is_checked_for_form_only(tmp_path: Path) -> None:
     settings = load_settings({"DEFAULT_RINGTONE": "https://tones.example.com/uk.wav",
                               "MEDIA_CACHE_DIR": str(tmp_path)})
     assert check_default_ringtone(settings) == "https://tones.example.com/uk.wav"
+
+
+# --------------------------------------------------------------------------- remembered resolutions
+
+
+async def test_resolver_remembers_but_sees_every_change(tree: Path, tmp_path: Path) -> None:
+    resolver = MediaResolver(tree)
+    first = await resolver.resolve("file:/uk.wav")
+    assert await resolver.resolve("file:/uk.wav") == first  # remembered, same answer
+    # replaced by a symlink leading out of MEDIA_PATH: refused again, not the old answer
+    (tree / "uk.wav").unlink()
+    os.symlink(tmp_path / "secret.txt", tree / "uk.wav")
+    with pytest.raises(MediaPathError):
+        await resolver.resolve("file:/uk.wav")
+    # removed: not found, whatever was remembered before
+    (tree / "uk.wav").unlink()
+    with pytest.raises(MediaNotFound):
+        await resolver.resolve("file:/uk.wav")
+    # back as a regular file: resolves again
+    (tree / "uk.wav").write_bytes(b"RIFF")
+    assert await resolver.resolve("file:/uk.wav") == first
+
+
+async def test_resolver_follows_a_repointed_symlink(tree: Path) -> None:
+    resolver = MediaResolver(tree)
+    assert await resolver.resolve("file:/inside-link.wav") == str((tree / "uk.wav").resolve())
+    (tree / "inside-link.wav").unlink()
+    os.symlink(tree / "sub" / "tone.wav", tree / "inside-link.wav")
+    assert await resolver.resolve("file:/inside-link.wav") == str(
+        (tree / "sub" / "tone.wav").resolve())
+
+
+async def test_resolver_sees_media_path_repointed(tmp_path: Path, tree: Path) -> None:
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "uk.wav").write_bytes(b"RIFF")
+    link = tmp_path / "media-link"
+    os.symlink(tree, link)
+    resolver = MediaResolver(link)
+    assert await resolver.resolve("file:/uk.wav") == str((tree / "uk.wav").resolve())
+    link.unlink()
+    os.symlink(other, link)
+    assert await resolver.resolve("file:/uk.wav") == str((other / "uk.wav").resolve())

@@ -37,6 +37,11 @@ ENCODE = [
      b"d7:call-id1:c5:flagsl13:trust-addresse3:sdp3:v=0e"),
     ({b"b": 1, "a": 2}, b"d1:ai2e1:bi1ee"),
     ("\udcff", b"1:\xff"),  # surrogateescape'd byte goes back out as the byte
+    # non-ASCII keys sort by their UTF-8 (surrogateescape) bytes, not by code point:
+    # U+DCFF goes out as 0xff, after é (0xc3 0xa9), though its code point sorts first
+    ({"\udcff": 1, "\u00e9": 2, "z": 3}, b"d1:zi3e2:\xc3\xa9i2e1:\xffi1ee"),
+    ({"a": b"\x00", "b": -1, "c": {"d": ("e", 2)}}, b"d1:a1:\x001:bi-1e1:cd1:dl1:ei2eeee"),
+    (bytearray(b"ab"), b"2:ab"),
 ]
 
 
