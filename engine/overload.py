@@ -41,9 +41,11 @@ from typing import Any
 
 from engine.health import Health
 from engine.log import get_logger
+from engine.memory import reclaim_memory
 
 log = get_logger("engine.overload")
 
+RECLAIM_AFTER_SECS = 40.0  # the burst's transactions are gone (timer J/K: 32 s) by then
 TICK_SECS = 0.05  # how often the loop-lag tick is scheduled
 # A REGISTER/INVITE datagram that waited this many times SIP_OVERLOAD_LAG_MS (500 ms by
 # default: T1, the client's first retransmission interval) is discarded unread.
@@ -249,6 +251,8 @@ class Overload:
                       for k, v in {**self.shed, "discarded": discarded}.items()}
             log.warning("overload over", secs=round(now - self.state.since, 1),
                         shed=sum(counts.values()) - counts["discarded"], **counts)
+            if self._loop is not None:
+                self._loop.call_later(RECLAIM_AFTER_SECS, reclaim_memory)
 
     def _pending(self) -> int:
         core = getattr(self._port, "core", None)
