@@ -28,20 +28,21 @@ drachtio-server's, so the backends' costs can be compared from one run.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
-import os
-import platform
-import sys
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
-from harness import add_loglevel_argument, run_sipp, services
+from harness import (
+    add_loglevel_argument,
+    backend_env,
+    cpu_seconds,
+    machine,
+    run_sipp,
+    services,
+    sip_target,
+)
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))  # tests.fixtures.drachtio starts drachtio-server
 USERS = 20000
 AUTH = ["-au", "[field0]", "-ap", "[field1]"]
 
@@ -63,29 +64,6 @@ def users_csv(workdir: Path, mode: str) -> Path:
     return path
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of process ``pid`` so far (/proc/<pid>/stat)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-@contextlib.contextmanager
-def backend_env(backend: str, workdir: Path) -> Iterator[tuple[dict[str, str], Any]]:
-    """The daemon's environment for ``backend`` and the drachtio-server (or None)."""
-    if backend == "embedded":
-        yield {}, None
-        return
-    from tests.fixtures.drachtio import launch_drachtio
-
-    server = launch_drachtio(workdir, "drachtio-bench")
-    try:
-        yield {"SIP_BACKEND": "drachtio", "DRACHTIO_HOST": server.host,
-               "DRACHTIO_PORT": str(server.admin_port), "DRACHTIO_SECRET": server.secret}, \
-            server
-    finally:
-        server.kill()
-
-
 def bench(mode: str, rates: list[int], seconds: float, loglevel: str,
           backend: str = "embedded") -> tuple[int, dict[int, float]]:
     """The highest passing rate, and the engine's CPU ms per registration at each rate."""
@@ -99,7 +77,7 @@ def bench(mode: str, rates: list[int], seconds: float, loglevel: str,
             services(config(mode), webhooks=mode == "reghook", loglevel=loglevel, env=env,
                      webhook_args=["--users", str(users_file)]) as svc:
         workdir = svc["workdir"]
-        target = svc["sip"] if server is None else f"{server.host}:{server.sip_port}"
+        target = sip_target(svc, server)
         engine_pid = svc["daemon"].proc.pid
         inject = users_csv(workdir, mode)
         # warm-up: connections, caches, JIT-free but allocator-warm
@@ -132,13 +110,6 @@ def bench(mode: str, rates: list[int], seconds: float, loglevel: str,
     print(f"{label}: highest rate with 0 failures over {seconds:g}s = {best} registrations/s",
           flush=True)
     return best, cpu_per_reg
-
-
-def machine() -> str:
-    model = next((line.split(":", 1)[1].strip()
-                  for line in Path("/proc/cpuinfo").read_text().splitlines()
-                  if line.startswith("model name")), platform.processor() or "?")
-    return f"{model}, {os.cpu_count()} cores"
 
 
 def main() -> None:

@@ -12,11 +12,15 @@ packet relaying; RTPEngine's own relaying is measured by bench_rtpengine.py).
   Every step also prints the daemon's CPU per completed call (utime + stime from
   /proc/PID/stat over the step / successful calls), which holds on a shared machine;
   ``--rates 40 --hold-ms 5000`` measures it at one fixed rate with a 5 s hold.
+  ``--backend drachtio`` runs the daemon behind the vendored drachtio-server (SIPp talks
+  to drachtio's SIP port) and adds drachtio-server's CPU per call; ``both`` runs the
+  steps on each backend and compares the engine's CPU per call.
 * **memory**: holds ``--concurrent`` calls at once (long hold time) and prints the
   daemon's RSS growth per concurrent call, measured between an idle baseline
   (after a warm-up) and the moment all calls are up.
 
     .venv/bin/python bench/bench_calls.py rate [--rates 50,100,150,200] [--seconds 30]
+        [--backend embedded|drachtio|both]
     .venv/bin/python bench/bench_calls.py memory [--concurrent 1000]
 """
 
@@ -30,7 +34,16 @@ import threading
 import time
 from pathlib import Path
 
-from harness import add_loglevel_argument, free_port, run_sipp, services
+from harness import (
+    add_loglevel_argument,
+    backend_env,
+    cpu_seconds,
+    free_port,
+    machine,
+    run_sipp,
+    services,
+    sip_target,
+)
 
 HERE = Path(__file__).resolve().parent
 DOMAIN = "pbx.bench"
@@ -77,11 +90,13 @@ def rss_kib(pid: int) -> int:
     return 0
 
 
-def prepare(svc: dict) -> subprocess.Popen:
+def prepare(svc: dict, target: str | None = None) -> subprocess.Popen:
+    """Register the callee (a SIPp UAS, started) and the caller through ``target``."""
     workdir = svc["workdir"]
+    target = target or svc["sip"]
     uas_port = free_port(socket.SOCK_DGRAM)
-    register(svc["sip"], workdir, CALLEE, uas_port)
-    register(svc["sip"], workdir, "caller", free_port(socket.SOCK_DGRAM))
+    register(target, workdir, CALLEE, uas_port)
+    register(target, workdir, "caller", free_port(socket.SOCK_DGRAM))
     return start_callee(workdir, uas_port, 2000)
 
 
@@ -89,20 +104,30 @@ CALLER = ["-s", CALLEE, "-au", "caller", "-ap", "pw"]
 KEYS = {"domain": DOMAIN, "caller": "caller"}
 
 
-def bench_rate(rates: list[int], seconds: float, hold_ms: int, loglevel: str) -> None:
+def bench_rate(rates: list[int], seconds: float, hold_ms: int, loglevel: str,
+               backend: str = "embedded") -> tuple[int, dict[int, float]]:
+    """The highest passing rate, and the engine's CPU µs per call at each rate run."""
     best = 0
-    with services(config(), webhooks=True, rtp_ports=10000, loglevel=loglevel,
-                  env={"CALLHOOK_TIMEOUT": "3"}) as svc:
-        callee = prepare(svc)
+    cpu_per_call: dict[int, float] = {}
+    with backend_env(backend, Path(tempfile.mkdtemp(prefix="bench-drachtio-"))) as \
+            (backend_vars, server), \
+            services(config(), webhooks=True, rtp_ports=10000, loglevel=loglevel,
+                     env={"CALLHOOK_TIMEOUT": "3", **backend_vars}) as svc:
+        target = sip_target(svc, server)
+        callee = prepare(svc, target)
         pid = svc["daemon"].proc.pid
         try:
-            run_sipp(HERE / "scenarios" / "uac_call.xml", svc["sip"], rate=20, seconds=3,
+            run_sipp(HERE / "scenarios" / "uac_call.xml", target, rate=20, seconds=3,
                      workdir=svc["workdir"], keys=KEYS,
                      extra=[*CALLER, "-d", str(hold_ms)])
             for rate in rates:
-                r = run_sipp(HERE / "scenarios" / "uac_call.xml", svc["sip"], rate=rate,
+                server0 = cpu_seconds(server.service.proc.pid) if server else 0.0
+                r = run_sipp(HERE / "scenarios" / "uac_call.xml", target, rate=rate,
                              seconds=seconds, workdir=svc["workdir"], keys=KEYS,
                              extra=[*CALLER, "-d", str(hold_ms)], cpu_pid=pid)
+                ok = max(1.0, r["successful"])
+                server_us = ((cpu_seconds(server.service.proc.pid) - server0) * 1e6 / ok
+                             if server else 0.0)
                 # a step passes with no failure and the calls set up at (nearly) the
                 # offered rate. The harness's "achieved" is calls / whole run, which the
                 # hold stretches (1200 calls with a 5 s hold over 30 s read 34/s and failed
@@ -111,18 +136,22 @@ def bench_rate(rates: list[int], seconds: float, hold_ms: int, loglevel: str) ->
                 achieved = r["successful"] / setup_s
                 passed = (r["failed"] == 0 and r["successful"] == r["created"] > 0
                           and achieved >= 0.9 * rate)
-                print(f"  {rate:5d} calls/s for {seconds:g}s (hold {hold_ms} ms): "
+                cpu_per_call[rate] = r["cpu_us_per_op"]
+                drachtio = f", drachtio {server_us:.0f} µs" if server else ""
+                print(f"  {backend:8s} {rate:5d} calls/s for {seconds:g}s (hold {hold_ms} ms): "
                       f"{int(r['successful'])} ok, {int(r['failed'])} failed, "
                       f"{achieved:.0f}/s achieved, engine CPU "
                       f"{r['cpu_us_per_op']:.0f} µs/call ({100 * r['sys_share']:.0f} % in the "
-                      f"kernel) {'PASS' if passed else 'FAIL'}",
+                      f"kernel){drachtio} {'PASS' if passed else 'FAIL'}",
                       flush=True)
                 if not passed:
                     break
                 best = rate
         finally:
             callee.terminate()
-    print(f"calls: highest rate with 0 failed calls over {seconds:g}s = {best} calls/s")
+    print(f"{backend}: highest rate with 0 failed calls over {seconds:g}s = {best} calls/s",
+          flush=True)
+    return best, cpu_per_call
 
 
 def bench_memory(concurrent: int, rate: int, loglevel: str) -> None:
@@ -181,15 +210,28 @@ def main() -> None:
     r.add_argument("--rates", default="50,100,150,200,250")
     r.add_argument("--seconds", type=float, default=30)
     r.add_argument("--hold-ms", type=int, default=1000)
+    r.add_argument("--backend", choices=("embedded", "drachtio", "both"), default="embedded",
+                   help="SIP backend of the daemon: its embedded stack, behind the vendored "
+                        "drachtio-server, or both one after the other (a comparison)")
     m = sub.add_parser("memory")
     m.add_argument("--concurrent", type=int, default=1000)
     m.add_argument("--rate", type=int, default=50)
     for sub_parser in (r, m):
         add_loglevel_argument(sub_parser)
     args = ap.parse_args()
+    print(f"machine: {machine()}; LOGLEVEL={args.loglevel}", flush=True)
     if args.mode == "rate":
-        bench_rate([int(x) for x in args.rates.split(",")], args.seconds, args.hold_ms,
-                   args.loglevel)
+        rates = [int(x) for x in args.rates.split(",")]
+        backends = ("embedded", "drachtio") if args.backend == "both" else (args.backend,)
+        results = {b: bench_rate(rates, args.seconds, args.hold_ms, args.loglevel, b)
+                   for b in backends}
+        if len(results) == 2:
+            (best_e, cpu_e), (best_d, cpu_d) = results["embedded"], results["drachtio"]
+            print(f"calls: embedded {best_e}/s, drachtio {best_d}/s")
+            for rate in sorted(set(cpu_e) & set(cpu_d)):
+                ratio = cpu_d[rate] / cpu_e[rate] if cpu_e[rate] else float("nan")
+                print(f"  at {rate}/s engine CPU per call: embedded {cpu_e[rate]:.0f} µs, "
+                      f"drachtio {cpu_d[rate]:.0f} µs ({ratio:.2f}x)")
     else:
         bench_memory(args.concurrent, args.rate, args.loglevel)
 

@@ -8,6 +8,7 @@ import contextlib
 import csv
 import json
 import os
+import platform
 import signal
 import socket
 import subprocess
@@ -17,6 +18,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -145,6 +147,40 @@ def services(config: dict, *, env: dict[str, str] | None = None, webhooks: bool 
     finally:
         for p in reversed(procs):
             p.stop()
+
+
+@contextlib.contextmanager
+def backend_env(backend: str, workdir: Path) -> Iterator[tuple[dict[str, str], Any]]:
+    """The daemon's environment for SIP ``backend`` (embedded or drachtio), and the
+    vendored drachtio-server started for it on free loopback ports (None for embedded).
+    With drachtio, SIPp talks to ``server.sip_port``; the daemon's own SIP port is unused."""
+    if backend == "embedded":
+        yield {}, None
+        return
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))  # tests.fixtures.drachtio starts drachtio-server
+    from tests.fixtures.drachtio import launch_drachtio
+
+    server = launch_drachtio(workdir, "drachtio-bench")
+    try:
+        yield {"SIP_BACKEND": "drachtio", "DRACHTIO_HOST": server.host,
+               "DRACHTIO_PORT": str(server.admin_port), "DRACHTIO_SECRET": server.secret}, \
+            server
+    finally:
+        server.kill()
+
+
+def sip_target(svc: dict[str, Any], server: Any) -> str:
+    """Where SIPp sends: the daemon's SIP address, or the drachtio-server's."""
+    return str(svc["sip"]) if server is None else f"{server.host}:{server.sip_port}"
+
+
+def machine() -> str:
+    """The CPU model and core count, printed beside every figure."""
+    model = next((line.split(":", 1)[1].strip()
+                  for line in Path("/proc/cpuinfo").read_text().splitlines()
+                  if line.startswith("model name")), platform.processor() or "?")
+    return f"{model}, {os.cpu_count()} cores"
 
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")

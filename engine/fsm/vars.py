@@ -9,6 +9,7 @@ A machine that declares none (the fsm tests' ad-hoc machines) gets a namespace.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable
 from types import SimpleNamespace
 from typing import Any
@@ -24,25 +25,51 @@ def build_vars(vars_type: type | None, machine: str, values: dict[str, Any]) -> 
         raise TypeError(f"vars of machine {machine!r} ({vars_type.__name__}): {exc}") from None
 
 
+# Values that can never be or hold an instance: skipped without further checks (most
+# variables are these, and every instance runs this when it ends).
+_PLAIN = frozenset({type(None), str, int, float, bool, bytes, tuple, list})
+
+
+# Annotations (as written, strings under ``from __future__ import annotations``) of
+# fields that cannot hold an instance: such fields are not looked at.
+_SCALAR_NAMES = frozenset({"str", "int", "float", "bool", "bytes", "None"})
+
+
+def _scalar(annotation: Any) -> bool:
+    if not isinstance(annotation, str):
+        return annotation in _PLAIN
+    return all(part.strip() in _SCALAR_NAMES for part in annotation.split("|"))
+
+
+@functools.cache
+def _field_names(cls: type) -> tuple[str, ...]:
+    """The fields of a dataclass that may refer to an instance, looked up once per class
+    (``fields()`` is slow): every field but those annotated with scalar types only."""
+    return tuple(f.name for f in dataclasses.fields(cls) if not _scalar(f.type))
+
+
 def drop_vars(values: Any, is_instance: Callable[[Any], bool]) -> None:
     """Forget every variable that refers to an instance (an ended instance lets go of the
     instances it knew): an instance, a dict of them, or a record holding one (a call's
     shared record names its session). A dataclass field is reset to None (a dict to
     empty), keeping the variable readable; a namespace attribute is deleted."""
     def refers(value: Any) -> bool:
+        kind = type(value)
+        if kind in _PLAIN:
+            return False
         if is_instance(value):
             return True
-        if isinstance(value, dict):
+        if kind is dict:
             return any(is_instance(v) for v in value.values())
         return (dataclasses.is_dataclass(value) and not isinstance(value, type)
-                and any(is_instance(getattr(value, f.name)) for f in dataclasses.fields(value)))
+                and any(is_instance(getattr(value, name)) for name in _field_names(kind)))
 
     if isinstance(values, SimpleNamespace):
         for key, value in list(values.__dict__.items()):
             if refers(value):
                 delattr(values, key)
         return
-    for f in dataclasses.fields(values):
-        value = getattr(values, f.name)
+    for name in _field_names(type(values)):
+        value = getattr(values, name)
         if refers(value):
-            setattr(values, f.name, {} if isinstance(value, dict) else None)
+            setattr(values, name, {} if isinstance(value, dict) else None)

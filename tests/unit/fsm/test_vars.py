@@ -104,13 +104,18 @@ def test_an_ended_instance_lets_go_of_other_instances() -> None:
         call: Any = None
         name: str = "kept"
 
-    is_inst = lambda value: value == "instance"  # noqa: E731 - a stand-in predicate
-    family = Family(child="instance", legs={1: "instance"}, others={1: "x"},
-                    call=Shared("instance"), name="instance-free")
+    class Inst:  # stands in for engine.fsm.runtime.Instance
+        pass
+
+    def is_inst(value: Any) -> bool:
+        return isinstance(value, Inst)
+
+    family = Family(child=Inst(), legs={1: Inst()}, others={1: "x"},
+                    call=Shared(Inst()), name="instance-free")
     drop_vars(family, is_inst)
     assert (family.child, family.legs, family.others, family.call, family.name) == \
         (None, {}, {1: "x"}, None, "instance-free")
-    loose = build_vars(None, "adhoc", {"a": 1, "b": "instance"})
+    loose = build_vars(None, "adhoc", {"a": 1, "b": Inst()})
     drop_vars(loose, is_inst)
     assert vars(loose) == {"a": 1}
 
