@@ -9,7 +9,6 @@ A machine that declares none (the fsm tests' ad-hoc machines) gets a namespace.
 from __future__ import annotations
 
 import dataclasses
-import functools
 from collections.abc import Callable
 from types import SimpleNamespace
 from typing import Any
@@ -41,11 +40,17 @@ def _scalar(annotation: Any) -> bool:
     return all(part.strip() in _SCALAR_NAMES for part in annotation.split("|"))
 
 
-@functools.cache
+_FIELDS: dict[type, tuple[str, ...]] = {}
+
+
 def _field_names(cls: type) -> tuple[str, ...]:
     """The fields of a dataclass that may refer to an instance, looked up once per class
     (``fields()`` is slow): every field but those annotated with scalar types only."""
-    return tuple(f.name for f in dataclasses.fields(cls) if not _scalar(f.type))
+    names = _FIELDS.get(cls)
+    if names is None:
+        names = _FIELDS[cls] = tuple(f.name for f in dataclasses.fields(cls)
+                                     if not _scalar(f.type))
+    return names
 
 
 def drop_vars(values: Any, is_instance: Callable[[Any], bool]) -> None:
