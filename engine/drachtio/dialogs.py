@@ -17,21 +17,20 @@ listener hears of it, so the machines clean up (media, Redis, StatusHook).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
+from engine.dialog_base import SDP, DialogBase, Listener, sdp_body
 from engine.drachtio.legs import local_response, parse_response, transact
 from engine.drachtio.requests import DrachtioIncomingRequest
 from engine.drachtio.sip_text import build_sip_message
 from engine.drachtio.wire import SipFrame
 from engine.errors import SipError
 from engine.log import get_logger
-from engine.ports import Credentials, Headers, IncomingRequest, Peer
+from engine.ports import Credentials, Headers, Peer
 from engine.sip.errors import SipParseError
 from engine.sip.message import SipMessage, SipRequest, SipResponse
 from engine.sip.parser import parse_message as parse_sip
 from engine.sip.uri import parse_name_addr
-from engine.transport.dialogs import EVENTS, SDP, sdp_body
 from engine.transport.requests import header_items
 
 if TYPE_CHECKING:
@@ -39,8 +38,6 @@ if TYPE_CHECKING:
 
 log = get_logger("engine.drachtio.dialogs")
 
-Listener = Callable[[IncomingRequest], Awaitable[None] | None]
-_EVENT_NAMES = frozenset(EVENTS.values())
 _LATE_ACK_TIMEOUT = 32.0  # 64*T1, as the embedded stack
 _DROPPED = frozenset({"via", "content-length", "route", "record-route", "rseq"})
 
@@ -61,8 +58,10 @@ def in_dialog_text(method: str, items: list[tuple[str, str]], body: bytes,
     return build_sip_message(f"{method} sip:placeholder SIP/2.0", headers, body)
 
 
-class DrachtioDialog:
+class DrachtioDialog(DialogBase):
     """One INVITE dialog (either side) kept by drachtio under ``id``."""
+
+    port: DrachtioSipPort
 
     def __init__(self, port: DrachtioSipPort, dialog_id: str, call_id: str, *,
                  local_tag: str, remote_tag: str, role: str, peer: Peer | None = None,
@@ -76,14 +75,7 @@ class DrachtioDialog:
         self.role = role
         self.peer = peer
         self.auth = auth
-        self.local_sdp = local_sdp
-        self.remote_sdp = remote_sdp
-        self.connected = True
-        self.ended_reason: str | None = None
-        self._listeners: dict[str, Listener] = {}
-        self._lock: asyncio.Lock | None = None
-        self._reinvite_in: DrachtioIncomingRequest | None = None
-        self._late_ack: Any = None
+        self._init_base(local_sdp, remote_sdp)
         #: the call's (A leg's) Call-ID for a B leg's dialog (log lines: ``call_id`` is the
         #: call's, ``leg_call_id`` the leg's, as for the leg itself)
         self.a_call_id: str | None = None
@@ -115,15 +107,10 @@ class DrachtioDialog:
     # ------------------------------------------------------------------ ports.Dialog
 
     def on(self, event: str, callback: Listener) -> None:
-        if event not in _EVENT_NAMES:
-            raise ValueError(f"unknown dialog event {event!r}; one of {sorted(_EVENT_NAMES)}")
-        self._listeners[event] = callback
-        if event == "ack" and self._unheard_ack is not None:
+        super().on(event, callback)
+        if event == "ack" and self._unheard_ack is not None and self.connected:
             notice, self._unheard_ack = self._unheard_ack, None
             self.port.loop.call_soon(self.port.safe_call, callback, "ack", notice)
-
-    def off(self, event: str) -> None:
-        self._listeners.pop(event, None)
 
     async def ack(self, *, sdp: bytes | None = None) -> None:
         """UAC late offer: the ACK for the 2xx, carrying the answer ``sdp``."""
@@ -157,13 +144,6 @@ class DrachtioDialog:
     def expect_late_ack(self) -> None:
         self._late_ack = self.port.clock.call_later(_LATE_ACK_TIMEOUT, self._late_ack_expired)
 
-    def _late_ack_expired(self) -> None:
-        if self._late_ack is None:
-            return
-        self._late_ack = None
-        self.send_ack(None)
-        self.end("ACK not sent by the application", bye=True)
-
     async def bye(self, *, headers: Headers = ()) -> None:
         """Send BYE and wait for its final response; never raises; once only."""
         if not self.connected:
@@ -192,11 +172,7 @@ class DrachtioDialog:
                                   SDP if sdp else None)
             response = await self._transact(text)
             if 200 <= response.status < 300:
-                if sdp:
-                    self.local_sdp = sdp
-                offer = sdp_body(response)
-                if offer is not None:
-                    self.remote_sdp = offer
+                self._reinvite_accepted(sdp, response)
                 self.send_ack(None if sdp else self.local_sdp)
             elif response.status in (408, 481):
                 self.end(f"{response.status} {response.reason}".strip())
@@ -216,9 +192,7 @@ class DrachtioDialog:
                                                        content_type))
         if response.status in (408, 481):
             self.end(f"{response.status} {response.reason}".strip())
-        if method == "UPDATE" and 200 <= response.status < 300 and content_type == SDP:
-            self.local_sdp = body
-            self.remote_sdp = sdp_body(response) or self.remote_sdp
+        self._update_accepted(method, response.status, body, content_type, response)
         return response
 
     async def _transact(self, text: str) -> SipResponse:
@@ -268,92 +242,43 @@ class DrachtioDialog:
 
     # ------------------------------------------------------------------ ending
 
-    def end(self, reason: str, *, bye: bool = False, notify: bool = True,
-            message: SipRequest | None = None) -> None:
-        """Mark the dialog ended (idempotent); ``bye``: send one; ``notify``: tell the
-        ``bye`` listener with a notice whose ``reason`` is ``reason``."""
-        if not self.connected:
-            return
-        self.connected = False
-        self.ended_reason = reason
+    # ------------------------------------------------------------------ DialogBase hooks
+
+    def _send_final(self, req: DrachtioIncomingRequest, status: int, *, body: bytes = b"",
+                    content_type: str | None = None, headers: Headers = ()) -> None:
+        self.port.spawn(req.reply(status, body=body, content_type=content_type,
+                                  headers=headers), str(status))
+
+    def _answer_reinvite(self, req: DrachtioIncomingRequest) -> None:
+        self._send_final(req, 200, body=self.local_sdp or b"",
+                         content_type=SDP if self.local_sdp else None)
+
+    def _track_invite(self, req: DrachtioIncomingRequest) -> None:
+        self.port.track_invite(req)
+
+    def _in_dialog(self, req: DrachtioIncomingRequest) -> None:
+        self.port.track_unanswered(req)  # drachtio does not answer it for us (408)
+
+    def _leave_port(self) -> None:
         self.port.dialogs.remove(self)
-        if self._late_ack is not None:
-            self._late_ack.cancel()
-            self._late_ack = None
-            self.send_ack(None)
-        pending = self._reinvite_in
-        if pending is not None and not pending.final_sent:
-            self.port.spawn(pending.reply(487), "487")
+
+    def _send_late_ack(self) -> None:
+        self.send_ack(None)
+
+    def _ended(self, reason: str, bye: bool, listener: Listener | None,
+               message: SipRequest | None) -> None:
         if bye:
             self.port.spawn(self._send_bye(
                 [("Reason", f'SIP;cause=200;text="{reason}"')]), "BYE")
-        cb = self._listeners.get("bye") if notify else None
-        if cb is not None:
+        if listener is not None:
             notice = message or SipRequest("BYE", "sip:placeholder", [
                 ("Call-ID", self.call_id), ("Reason", f'SIP;cause=200;text="{reason}"')])
-            self.port.safe_call(cb, "bye", DrachtioIncomingRequest(
+            self.port.safe_call(listener, "bye", DrachtioIncomingRequest(
                 self.port, notice, "", self.peer or Peer("", 0), dialog=self, reason=reason))
-        log.debug("dialog ended", **self.log_ids, reason=reason)
 
     def forget(self, reason: str) -> None:
         """Drop the dialog silently (the server ends it by itself)."""
         self.end(reason, notify=False)
-
-    # ------------------------------------------------------------------ received
-
-    def receive(self, req: DrachtioIncomingRequest) -> None:
-        method = req.method
-        event = EVENTS.get(method)
-        if event is None:
-            self.port.spawn(req.reply(501), "501")
-            return
-        if method == "BYE":
-            self.port.spawn(req.reply(200), "200")
-            self.end("BYE received", notify=False)
-            cb = self._listeners.get("bye")
-            if cb is not None:
-                self.port.safe_call(cb, "bye", req)
-            return
-        if method == "INVITE":
-            self._receive_reinvite(req)
-            return
-        self.port.track_unanswered(req)
-        cb = self._listeners.get(event)
-        if cb is not None:
-            self.port.fire(cb, req, event)
-        elif method == "UPDATE" and sdp_body(req.message) is not None and self.local_sdp:
-            self.port.spawn(req.reply(200, body=self.local_sdp, content_type=SDP), "200")
-        else:
-            self.port.spawn(req.reply(200), "200")
-
-    def _receive_reinvite(self, req: DrachtioIncomingRequest) -> None:
-        if self._lock is not None and self._lock.locked():
-            self.port.spawn(req.reply(491), "491")
-            return
-        self._reinvite_in = req
-        self.port.track_invite(req)
-        cb = self._listeners.get("reinvite")
-        if cb is not None:
-            self.port.fire(cb, req, "reinvite")
-        else:
-            self.port.spawn(req.reply(200, body=self.local_sdp or b"",
-                                      content_type=SDP if self.local_sdp else None), "200")
-
-    def invite_answered(self, req: DrachtioIncomingRequest, body: bytes) -> None:
-        offer = sdp_body(req.message)
-        if offer is not None:
-            self.remote_sdp = offer
-        if body:
-            self.local_sdp = body
-        if self._reinvite_in is req:
-            self._reinvite_in = None
-
-    def update_answered(self, req: DrachtioIncomingRequest, body: bytes) -> None:
-        offer = sdp_body(req.message)
-        if offer is not None:
-            self.remote_sdp = offer
-            if body:
-                self.local_sdp = body
 
     def on_ack(self, frame: SipFrame, ack: SipMessage | None) -> None:
         if ack is not None:

@@ -24,15 +24,14 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Awaitable, Callable
-from typing import Any
 
+from engine.dialog_base import SDP, DialogBase, Listener, sdp_body
 from engine.errors import SipError, SipTransportError
 from engine.log import get_logger
-from engine.ports import Credentials, Headers, IncomingRequest, Peer
+from engine.ports import Credentials, Headers, Peer
 from engine.sip.dialog import TERMINATED, SipDialog
 from engine.sip.errors import SipParseError
-from engine.sip.message import SipMessage, SipRequest, SipResponse
+from engine.sip.message import SipRequest, SipResponse
 from engine.transport.client import RequestWaiter, local_response
 from engine.transport.requests import EmbeddedIncomingRequest, has_header, header_items
 from engine.transport.resolve import Target, target_of
@@ -40,29 +39,10 @@ from engine.transport.tu import TransactionUser
 
 log = get_logger("engine.transport.dialog")
 
-Listener = Callable[[IncomingRequest], Awaitable[None] | None]
-
-EVENTS = {"BYE": "bye", "INVITE": "reinvite", "UPDATE": "update", "INFO": "info",
-          "REFER": "refer", "NOTIFY": "notify", "OPTIONS": "options", "MESSAGE": "message",
-          "ACK": "ack"}
-_EVENT_NAMES = frozenset(EVENTS.values())
-SDP = "application/sdp"
-
-
-def sdp_body(msg: SipMessage) -> bytes | None:
-    """The SDP a message carries, if any (Content-Type application/sdp, or a body
-    that starts like SDP when the type is missing)."""
-    body = msg.body
-    if not body:
-        return None
-    ctype = msg.content_type
-    if ctype == SDP or (ctype is None and body.lstrip()[:2] == b"v="):
-        return body
-    return None
-
-
-class EmbeddedDialog:
+class EmbeddedDialog(DialogBase):
     """One INVITE dialog. Build it through the port (``answer()``/``invite()``)."""
+
+    port: TransactionUser
 
     def __init__(self, port: TransactionUser, sip: SipDialog, *, peer: Peer | None,
                  flow: str | None, transport: str, auth: Credentials | None = None,
@@ -73,16 +53,9 @@ class EmbeddedDialog:
         self.flow = flow
         self.transport = transport
         self.auth = auth
-        self.local_sdp = local_sdp
-        self.remote_sdp = remote_sdp
-        self.connected = True
-        self.ended_reason: str | None = None
-        self._listeners: dict[str, Listener] = {}
-        self._lock: asyncio.Lock | None = None  # our re-INVITEs, one at a time
-        self._reinvite_in: EmbeddedIncomingRequest | None = None  # theirs, until answered
+        self._init_base(local_sdp, remote_sdp)
         self._awaiting_ack: int | None = None  # tx of the INVITE whose 2xx awaits their ACK
         self.invite_tx: int | None = None  # UAC: our INVITE (the core re-sends its ACK)
-        self._late_ack: Any = None  # UAC late offer: timer until the application ACKs
 
     def __repr__(self) -> str:
         return f"<EmbeddedDialog {self.sip.role} {self.id} connected={self.connected}>"
@@ -110,27 +83,6 @@ class EmbeddedDialog:
     def role(self) -> str:
         """``uac`` (we sent the INVITE) or ``uas``."""
         return self.sip.role
-
-    def on(self, event: str, callback: Listener) -> None:
-        """Listen for in-dialog requests: ``bye``, ``reinvite``, ``update``, ``info``,
-        ``refer``, ``notify``, ``options``, ``message``, ``ack``. One listener per
-        event (a new one replaces the old). The callback gets the request and must
-        answer it (``reply``; for a re-INVITE ``answer(sdp=…)``), except for ``bye``
-        (already answered 200, the dialog has ended) and ``ack``. Called in network
-        order from the socket callback; a returned coroutine runs as a task. If it
-        raises before answering, the request is answered 500.
-
-        Without a listener: BYE → 200; re-INVITE → 200 with the current local SDP;
-        UPDATE with an offer → 200 with the current local SDP; the others → 200."""
-        if event not in _EVENT_NAMES:
-            raise ValueError(f"unknown dialog event {event!r}; one of {sorted(_EVENT_NAMES)}")
-        if not self.connected:
-            return  # ended: nothing will ever be delivered (and see ``end``)
-        self._listeners[event] = callback
-
-    def off(self, event: str) -> None:
-        """Remove the listener of ``event`` (the default behaviour applies again)."""
-        self._listeners.pop(event, None)
 
     async def ack(self, *, sdp: bytes | None = None) -> None:
         """UAC late offer only: send the ACK for the 2xx, carrying the answer ``sdp``.
@@ -172,11 +124,7 @@ class EmbeddedDialog:
             waiter, resp = await self._transact(req)
             if 200 <= resp.status < 300:
                 self._apply(waiter.request, resp)
-                if sdp:
-                    self.local_sdp = sdp
-                offer = sdp_body(resp)
-                if offer is not None:
-                    self.remote_sdp = offer
+                self._reinvite_accepted(sdp, resp)
                 answer = None if sdp else self.local_sdp
                 ack = self.sip.create_ack(waiter.request.cseq.seq, body=answer or b"",
                                           content_type=SDP if answer else None)
@@ -203,9 +151,7 @@ class EmbeddedDialog:
             return local_response(req, 481)
         waiter, resp = await self._transact(req)
         self._after_response(waiter.request, resp)
-        if method == "UPDATE" and 200 <= resp.status < 300 and content_type == SDP:
-            self.local_sdp = body
-            self.remote_sdp = sdp_body(resp) or self.remote_sdp
+        self._update_accepted(method, resp.status, body, content_type, resp)
         return resp
 
     # ------------------------------------------------------------------ sending
@@ -298,104 +244,58 @@ class EmbeddedDialog:
 
     # ------------------------------------------------------------------ ending
 
-    def end(self, reason: str, *, bye: bool = False, notify: bool = True) -> None:
-        """Mark the dialog ended (idempotent). ``bye``: also send a BYE carrying
-        ``Reason: SIP;cause=200;text="<reason>"``. ``notify``: tell the ``bye``
-        listener with a notification whose ``reason`` is ``reason``."""
-        if not self.connected:
-            return
-        self.connected = False
-        self.ended_reason = reason
-        self.sip.state = TERMINATED
-        self.port.remove_dialog(self)
-        if self._late_ack is not None:  # the 2xx still needs its ACK before any BYE
-            self._late_ack.cancel()
-            self._late_ack = None
-            self.send_invite_ack(None)
-        pending = self._reinvite_in
-        if pending is not None and not pending.final_sent:
-            pending.send_response(487)
-        cb = self._listeners.get("bye") if notify else None
-        if bye or cb is not None:
-            # the BYE we send, or (for the notification's ``message``) one we would send
-            bye_req = self.sip.create_request(
-                "BYE", headers=[("Reason", f'SIP;cause=200;text="{reason}"')] if bye else ())
-            if bye:
-                self.port.spawn(self._send_bye(bye_req), "BYE")
-            if cb is not None:
-                notice = EmbeddedIncomingRequest(self.port, bye_req, None, self.peer or Peer(
-                    "", 0, self.transport), self.flow, dialog=self, reason=reason)
-                self.port.safe_call(cb, "bye", notice)
-        # An ended dialog fires nothing more. Its listeners close over the call's machine
-        # instance, which holds this dialog: dropping them lets the call be freed by
-        # reference counting instead of waiting, with all its objects, for a full
-        # garbage collection (a long pause once many calls have piled up).
-        self._listeners.clear()
-        log.debug("dialog ended", dialog=self.id, reason=reason)
+    # ------------------------------------------------------------------ DialogBase hooks
 
-    # ------------------------------------------------------------------ received requests
+    @property
+    def log_ids(self) -> dict[str, str]:
+        return {"dialog": self.id}
 
-    def receive(self, req: EmbeddedIncomingRequest) -> None:
-        """An in-dialog request (not ACK) matched to this dialog by the port."""
-        method = req.method
-        event = EVENTS.get(method)
-        if event is None:
-            req.send_response(501)
-            return
-        if method == "BYE":
-            req.send_response(200)
-            cb = self._listeners.get("bye")
-            self.end("BYE received", notify=False)
-            if cb is not None:
-                self.port.safe_call(cb, "bye", req)
-            return
-        if method == "INVITE":
-            self._receive_reinvite(req)
-            return
-        cb = self._listeners.get(event)
-        if cb is not None:
-            self.port.fire(cb, req, event)
-        elif method == "UPDATE" and sdp_body(req.message) is not None and self.local_sdp:
-            req.send_response(200, body=self.local_sdp, content_type=SDP)
-        else:
-            req.send_response(200)
+    def _send_final(self, req: EmbeddedIncomingRequest, status: int, *, body: bytes = b"",
+                    content_type: str | None = None, headers: Headers = ()) -> None:
+        req.send_response(status, body=body, content_type=content_type, headers=headers)
 
-    def _receive_reinvite(self, req: EmbeddedIncomingRequest) -> None:
-        if self._lock is not None and self._lock.locked():
-            req.send_response(491)  # §14.2: ours is pending
-            return
+    def _answer_reinvite(self, req: EmbeddedIncomingRequest) -> None:
+        self.port.answer_invite(req, 200, None, [], self.local_sdp or b"",
+                                SDP if self.local_sdp else None)
+
+    def _reinvite_refused(self, req: EmbeddedIncomingRequest) -> bool:
         prev = self._reinvite_in
         if (prev is not None and not prev.final_sent) or self._awaiting_ack is not None:
             # §14.2: an earlier INVITE of theirs is not finished yet
             req.send_response(500, headers=[("Retry-After", str(random.randint(0, 10)))])
-            return
-        self._reinvite_in = req
+            return True
+        return False
+
+    def _track_invite(self, req: EmbeddedIncomingRequest) -> None:
         self.port.track_invite(req)
-        cb = self._listeners.get("reinvite")
-        if cb is not None:
-            self.port.fire(cb, req, "reinvite")
-        else:
-            self.port.answer_invite(req, 200, None, [], self.local_sdp or b"",
-                                    SDP if self.local_sdp else None)
+
+    def _leave_port(self) -> None:
+        self.sip.state = TERMINATED
+        self.port.remove_dialog(self)
+
+    def _send_late_ack(self) -> None:
+        self.send_invite_ack(None)
+
+    def _ended(self, reason: str, bye: bool, listener: Listener | None,
+               message: SipRequest | None) -> None:
+        if not (bye or listener is not None):
+            return
+        # the BYE we send, or (for the notification's ``message``) one we would send
+        bye_req = self.sip.create_request(
+            "BYE", headers=[("Reason", f'SIP;cause=200;text="{reason}"')] if bye else ())
+        if bye:
+            self.port.spawn(self._send_bye(bye_req), "BYE")
+        if listener is not None:
+            notice = EmbeddedIncomingRequest(self.port, bye_req, None, self.peer or Peer(
+                "", 0, self.transport), self.flow, dialog=self, reason=reason)
+            self.port.safe_call(listener, "bye", notice)
+
+    # ------------------------------------------------------------------ received requests
 
     def invite_answered(self, req: EmbeddedIncomingRequest, body: bytes) -> None:
         """We sent a 2xx to the peer's INVITE ``req`` (initial or re-INVITE)."""
-        offer = sdp_body(req.message)
-        if offer is not None:
-            self.remote_sdp = offer
-        if body:
-            self.local_sdp = body
+        super().invite_answered(req, body)
         self._awaiting_ack = req.tx
-        if self._reinvite_in is req:
-            self._reinvite_in = None
-
-    def update_answered(self, req: EmbeddedIncomingRequest, body: bytes) -> None:
-        """We sent a 2xx to the peer's UPDATE ``req``."""
-        offer = sdp_body(req.message)
-        if offer is not None:
-            self.remote_sdp = offer
-            if body:
-                self.local_sdp = body
 
     def on_ack(self, ack: SipRequest, source: Peer, flow: str | None) -> None:
         """The peer's ACK for our 2xx (a late offer's answer may ride on it)."""
@@ -433,12 +333,6 @@ class EmbeddedDialog:
             self._late_ack.cancel()
             self._late_ack = None
 
-    def _late_ack_expired(self) -> None:
-        if self._late_ack is None:
-            return
-        self._late_ack = None
-        self.send_invite_ack(None)
-        self.end("ACK not sent by the application", bye=True)
 
 
 def answer_invite(port: TransactionUser, req: EmbeddedIncomingRequest, status: int,
