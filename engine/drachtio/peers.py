@@ -208,8 +208,8 @@ class SharedServerPresence:
         except (EngineError, TimeoutError, OSError) as exc:
             if not self._redis_down:
                 self._redis_down = True
-                log.warning("drachtio presence: Redis unavailable; a draining engine keeps "
-                            "its routes", op=what, error=str(exc))
+                log.warning("drachtio presence: Redis unavailable (while draining, this engine "
+                            "keeps its routes)", op=what, error=str(exc))
             return None
         if self._redis_down:
             self._redis_down = False
