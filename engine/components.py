@@ -29,6 +29,7 @@ if TYPE_CHECKING:  # the adapters import much; Services only names their types
     from engine.api.metrics import Metrics
     from engine.config.source import ConfigSource
     from engine.dispatch import SipDispatcher
+    from engine.drachtio.peers import SharedServerPresence
     from engine.fsm.runtime import Runtime
     from engine.hooks.callhook import CallHook
     from engine.hooks.client import HookClient
@@ -300,10 +301,16 @@ class SipComponent(Component):
         settings = services.settings
         self.health = services.health
         self.backend = settings.sip_backend
+        self.presence: SharedServerPresence | None = None
         if self.backend == "drachtio":
+            from engine.drachtio.peers import PeerRegistry, SharedServerPresence
             from engine.drachtio.port import DrachtioSipPort
 
             self.port: Any = DrachtioSipPort.from_settings(settings, on_ready=self._sip_state)
+            redis = getattr(services.store, "client", None)
+            if redis is not None:  # engines of one drachtio-server see each other in Redis
+                self.presence = SharedServerPresence(
+                    PeerRegistry(redis, settings.instance_id), self.port)
         else:
             from engine.transport.port import EmbeddedSipPort
 
@@ -332,6 +339,8 @@ class SipComponent(Component):
             except asyncio.CancelledError:  # SIGTERM during start-up
                 await self.port.close()
                 raise
+            if self.presence is not None:
+                self.presence.start()
             return
         await self.port.start()
         self.overload.attach(self.port)
@@ -340,9 +349,13 @@ class SipComponent(Component):
 
     def refuse_new_work(self) -> None:
         self.dispatcher.draining = True
+        if self.presence is not None:  # drachtio: new requests to the other engines, if any
+            self.presence.drain()
 
     async def stop(self) -> None:
         self.overload.stop()
+        if self.presence is not None:
+            await self.presence.stop()
         await self.port.close()
 
     def summary(self) -> dict[str, Any]:

@@ -8,4 +8,6 @@
   ``SIP_BACKEND=drachtio``, with :mod:`~engine.drachtio.requests` (incoming requests),
   :mod:`~engine.drachtio.dialogs` (INVITE dialogs) and :mod:`~engine.drachtio.legs`
   (our requests and INVITE legs).
+* :mod:`engine.drachtio.peers` — engines sharing one server find each other in Redis;
+  a draining engine withdraws its routes while another one is there.
 """

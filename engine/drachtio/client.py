@@ -44,6 +44,7 @@ from engine.drachtio.wire import (
     build_authenticate,
     build_ping,
     build_proxy,
+    build_remove_route,
     build_route,
     build_sip,
     parse_server_frame,
@@ -164,6 +165,10 @@ class DrachtioClient:
         #: older epoch are dead (the server answers their in-dialog requests 481, §3.6).
         self.epoch = 0
         self.attempts = 0  # failed connection attempts since the last ready connection
+        #: True between :meth:`withdraw_routes` and :meth:`restore_routes`: no connection
+        #: (not even a new one after a reconnect) asks for new requests meanwhile.
+        self.withdrawn = False
+        self._routing = asyncio.Lock()  # one route change at a time on the wire
 
     @classmethod
     def from_settings(cls, settings: Any, **kwargs: Any) -> DrachtioClient:
@@ -219,12 +224,44 @@ class DrachtioClient:
         if verb in self.verbs:
             return
         self.verbs = (*self.verbs, verb)
-        conn = self._conn
-        if conn is not None and self.ready:
-            answer = (await self._call(conn, lambda mid: build_route(mid, verb), "route",
-                                       self.connect_timeout))[-1]
-            if not answer.ok:
-                log.warning("drachtio refused a route", verb=verb, reason=answer.reason,
+        async with self._routing:
+            conn = self._conn
+            if conn is not None and self.ready and not self.withdrawn:
+                await self._route(conn, (verb,))
+
+    async def withdraw_routes(self) -> None:
+        """Ask for no new requests any more (a draining engine whose peers take them):
+        ``remove_route``, which drops every route of the connection (§3.4) — exactly what
+        is wanted here. In-dialog requests and responses of our own dialogs and
+        transactions still arrive (§3.3). Holds across reconnections until
+        :meth:`restore_routes`. Raises :class:`DrachtioError` when the server could not be
+        told (the flag is set anyway: a new connection will not route)."""
+        async with self._routing:
+            self.withdrawn = True
+            conn = self._conn
+            if conn is not None and self.ready and self.verbs:
+                verb = self.verbs[0]
+                answer = (await self._call(conn, lambda mid: build_remove_route(mid, verb),
+                                           "remove_route", self.connect_timeout))[-1]
+                if not answer.ok:
+                    raise DrachtioError(f"drachtio at {self.address} refused remove_route "
+                                        f"({answer.reason})")
+
+    async def restore_routes(self) -> None:
+        """Undo :meth:`withdraw_routes`: ``route`` every verb again (now, when connected,
+        and on every later connection)."""
+        async with self._routing:
+            self.withdrawn = False
+            conn = self._conn
+            if conn is not None and self.ready:
+                await self._route(conn, self.verbs)
+
+    async def _route(self, conn: _Connection, verbs: Sequence[str]) -> None:
+        routes = [self._call(conn, functools.partial(build_route, verb=verb), "route",
+                             self.connect_timeout) for verb in verbs]
+        for verb, answers in zip(verbs, await asyncio.gather(*routes), strict=True):
+            if not answers[-1].ok:
+                log.warning("drachtio refused a route", verb=verb, reason=answers[-1].reason,
                             host=self.host, port=self.port)
 
     # ------------------------------------------------------------------ requests
@@ -398,7 +435,7 @@ class DrachtioClient:
             self._set_state(ClientState.READY)
             log.info("drachtio ready", host=self.host, port=self.port,
                      version=self.server.version if self.server else "",
-                     routes=",".join(self.verbs), epoch=self.epoch)
+                     routes="" if self.withdrawn else ",".join(self.verbs), epoch=self.epoch)
             if self.on_ready is not None:
                 try:
                     self.on_ready(self.epoch)
@@ -442,11 +479,14 @@ class DrachtioClient:
                 raise _SetupFailed(f"malformed authenticate answer from {where}: {exc}") \
                     from None
             self._set_state(ClientState.ROUTING)
-            routes = [self._call(conn, functools.partial(build_route, verb=verb), "route",
-                                 self.connect_timeout) for verb in self.verbs]
-            for verb, answers in zip(self.verbs, await asyncio.gather(*routes), strict=True):
-                if not answers[-1].ok:
-                    raise _SetupFailed(f"{where} refused route {verb} ({answers[-1].reason})")
+            async with self._routing:  # a withdrawal (drain) stays one after a reconnect
+                verbs = () if self.withdrawn else self.verbs
+                routes = [self._call(conn, functools.partial(build_route, verb=verb), "route",
+                                     self.connect_timeout) for verb in verbs]
+                for verb, answers in zip(verbs, await asyncio.gather(*routes), strict=True):
+                    if not answers[-1].ok:
+                        raise _SetupFailed(
+                            f"{where} refused route {verb} ({answers[-1].reason})")
         except DrachtioTimeout as exc:
             raise _SetupFailed(str(exc)) from None
         except DrachtioUnavailable:

@@ -26,7 +26,7 @@ from engine.drachtio.dialogs import DrachtioDialogs
 from engine.drachtio.legs import ClientTable, DrachtioClientLeg, send_out_of_dialog
 from engine.drachtio.requests import DrachtioIncomingRequest, response_text
 from engine.drachtio.sip_text import build_sip_message
-from engine.drachtio.wire import SipFrame
+from engine.drachtio.wire import ServerInfo, SipFrame
 from engine.log import get_logger
 from engine.port_tasks import TaskOwner
 from engine.ports import Clock, Credentials, Headers, IncomingRequest, Peer
@@ -114,6 +114,23 @@ class DrachtioSipPort(TaskOwner):
     @property
     def ready(self) -> bool:
         return self.client.ready
+
+    @property
+    def server(self) -> ServerInfo | None:
+        """What the server said about itself at the last ``authenticate`` (None before)."""
+        return self.client.server
+
+    @property
+    def routes_withdrawn(self) -> bool:
+        return self.client.withdrawn
+
+    async def withdraw_routes(self) -> None:
+        """No new requests for this engine any more (draining, others take them); its own
+        dialogs and transactions still reach it (``engine.drachtio.peers``)."""
+        await self.client.withdraw_routes()
+
+    async def restore_routes(self) -> None:
+        await self.client.restore_routes()
 
     @property
     def port(self) -> int:

@@ -59,7 +59,9 @@ class Cluster:
         pbx = start_pbx(self.tmp.mktemp("engine"), self.cfg, redis_url=self.redis_url,
                         rtpengine=self.rtpengine, backend="drachtio", drachtio=self.drachtio,
                         env={"INSTANCE_ID": name, "WEBPORT": "auto",
-                             "REGTRUNKREFRESH": str(REFRESH), "TRUNK_REGISTER_EXPIRES": "60"})
+                             "REGTRUNKREFRESH": str(REFRESH), "TRUNK_REGISTER_EXPIRES": "60",
+                             # a call keeps a draining engine alive for the drain tests
+                             "SHUTDOWN_GRACE_SECS": "40"})
         self.engines.append(pbx)
         self.names[id(pbx)] = name
         return pbx
@@ -172,6 +174,23 @@ def place_call(c: Cluster, callee_scenario: str, caller_scenario: str, hold_ms: 
                         extra=["-s", "1001", "-au", "alice", "-ap", "secret", "-m", "1",
                                "-d", str(hold_ms)])
     return bob, caller
+
+
+def options(c: Cluster) -> tuple[int, str]:
+    """One OPTIONS sent to drachtio: (status, response text)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.settimeout(5)
+        lport = sock.getsockname()[1]
+        text = (f"OPTIONS sip:{DOMAIN} SIP/2.0\r\n"
+                f"Via: SIP/2.0/UDP 127.0.0.1:{lport};branch=z9hG4bK{secrets.token_hex(8)};"
+                "rport\r\n"
+                f"From: <sip:probe@{DOMAIN}>;tag={secrets.token_hex(4)}\r\n"
+                f"To: <sip:{DOMAIN}>\r\nCall-ID: {secrets.token_hex(8)}@probe\r\n"
+                "CSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n")
+        sock.sendto(text.encode(), ("127.0.0.1", c.drachtio.sip_port))
+        reply = sock.recv(65535).decode()
+        return int(reply.split(" ", 2)[1]), reply
 
 
 def lone_register(c: Cluster) -> None:
@@ -328,3 +347,62 @@ def test_sigterm_of_one_engine_spares_the_other_engines_call(
     register(owner, "alice", free_udp_port())
     wait_until(lambda: holder(cluster) == cluster.name(owner), 2 * REFRESH + 2,
                "the remaining engine holds the trunk")
+
+
+def test_a_draining_engine_hands_new_requests_to_the_other_until_it_is_the_last(
+        cluster: Cluster, webhooks: WebhookServer) -> None:
+    """A rolling restart: the engine that drains (a call keeps it alive) withdraws its
+    routes while the other one is there, so every new request goes to the other one
+    (never a 503); when the other one goes too, it routes again and answers 503 with
+    Retry-After itself; its call ends normally and it exits."""
+    while len(cluster.alive) < 2:  # earlier tests stopped some
+        cluster.start()
+    script(webhooks, [{"verb": "connect", "dest": {"type": "client", "address": "bob"}}])
+    register(cluster.front, "alice", free_udp_port())
+    port = free_udp_port()
+    register(cluster.front, "bob", port)
+    bob, caller = place_call(cluster, "call_uas", "call_uac", 14000, port)
+    try:
+        wait_until(lambda: "SIP/2.0 200 OK" in bob.messages, 15, "the call answered")
+        draining = cluster.by_name(call_owner(cluster))
+        other = next(p for p in cluster.alive if p is not draining)
+        mark = len(draining.log_text())
+        draining.signal(signal.SIGTERM)
+        draining.wait_log("drachtio routes withdrawn", 5, start=mark)
+        withdrawn = [line for line in draining.log_lines()
+                     if line.get("msg", "").startswith("drachtio routes withdrawn")]
+        assert withdrawn[-1].get("others") == 1, withdrawn
+        before = {id(p): scrape(p) for p in (draining, other)}
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.bind(("127.0.0.1", 0))
+            sock.settimeout(5)
+            for n in range(5):  # round-robin would give the draining engine every other one
+                status, text = _register(sock, cluster.drachtio.sip_port, "alice",
+                                         f"{secrets.token_hex(8)}@drain", n + 1)
+                assert status == 401, text
+        for _ in range(5):
+            status, text = options(cluster)
+            assert status == 200, text
+        wait_until(lambda: _moved(other, before, "REGISTER", "4xx") == 5
+                   and _moved(other, before, "OPTIONS", "2xx") == 5, 5,
+                   "the other engine answered all of them")
+        assert sum(_moved(draining, before, "REGISTER", c) for c in ("2xx", "4xx", "5xx")) == 0
+        assert sum(_moved(draining, before, "OPTIONS", c) for c in ("2xx", "5xx")) == 0
+        assert "SIP/2.0 200 OK" in bob.messages and caller.proc.poll() is None  # still up
+
+        # the other engine goes too: the draining one is the last and routes again
+        mark = len(draining.log_text())
+        assert other.stop() == 0, other.tail()
+        draining.wait_log("drachtio routes restored", 5, start=mark)
+        status, text = options(cluster)
+        assert status == 503 and "Retry-After:" in text and "X-Reason:" in text, text
+
+        done = caller.wait(40)
+        assert done.rc == 0, done.explain()
+        assert bob.wait(20).rc == 0
+    finally:
+        bob.stop()
+        caller.stop()
+    assert draining.proc.wait(20) == 0, draining.tail()
+    assert '"msg": "stopped"' in draining.log_text()
+    assert_clean(draining)
