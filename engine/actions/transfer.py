@@ -96,7 +96,8 @@ async def notify(ctx: Ctx[ConnectVars], p: NotifyParams) -> None:
     """Tell the transferor how the transfer went (message/sipfrag). Awaited (briefly) so
     the final NOTIFY reaches the transferor before it is hung up."""
     try:
-        await asyncio.wait_for(_notify(ctx, p.status, p.reason), 2.0)
+        async with asyncio.timeout(2.0):
+            await _notify(ctx, p.status, p.reason)
     except TimeoutError:
         log.info("transfer NOTIFY not answered in 2s")
 

@@ -111,7 +111,8 @@ class PgSource(ConfigSource):
                 if failures:
                     wait = min(self.interval, self.retry_delay * 2 ** (failures - 1))
                 try:
-                    await asyncio.wait_for(self._changed.wait(), timeout=wait)
+                    async with asyncio.timeout(wait):  # not wait_for: a cancel must not be lost
+                        await self._changed.wait()
                     reason = "notify"
                     await asyncio.sleep(self.debounce)
                 except TimeoutError:

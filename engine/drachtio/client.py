@@ -199,7 +199,8 @@ class DrachtioClient:
     async def wait_ready(self, timeout: float | None = None) -> bool:
         """True once ready (connected, authenticated, routed); False on timeout."""
         try:
-            await asyncio.wait_for(self._ready_event.wait(), timeout)
+            async with asyncio.timeout(timeout):
+                await self._ready_event.wait()
         except TimeoutError:
             return False
         return True
@@ -359,7 +360,8 @@ class DrachtioClient:
         deadline = loop.time() + limit
         while conn.correlator.large_outstanding and conn.error is None:
             try:  # nothing behind a large frame (§1.2)
-                await asyncio.wait_for(conn.gate.wait(), max(0.0, deadline - loop.time()))
+                async with asyncio.timeout_at(deadline):
+                    await conn.gate.wait()
             except TimeoutError:
                 raise DrachtioTimeout(f"drachtio at {self.address} did not answer {kind} "
                                       f"within {limit:g} s") from None

@@ -134,6 +134,7 @@ class SharedServerPresence:
         self._draining = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._redis_down = False
+        self._stopping = False
 
     def start(self) -> None:
         if self._task is None:
@@ -145,6 +146,7 @@ class SharedServerPresence:
         self._draining.set()
 
     async def stop(self) -> None:
+        self._stopping = True  # the loops end by themselves even if a cancel were lost
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -158,14 +160,21 @@ class SharedServerPresence:
         return server_identity(info) if info is not None and self.port.ready else None
 
     async def _run(self) -> None:
-        while not self._draining.is_set():
+        # asyncio.timeout, not wait_for: Python 3.11's wait_for swallows a cancel that
+        # arrives as its inner wait completes — here drain() sets the event and stop()
+        # cancels in the same loop iteration when nothing is busy, and the task then ran
+        # on for ever and held the daemon's shutdown (seen in the two-engine e2e test)
+        while not self._draining.is_set() and not self._stopping:
             server = self._server()
             if server is not None:
                 await self._redis(self.registry.announce(server), "announce")
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._draining.wait(), self.refresh)
+                async with asyncio.timeout(self.refresh):
+                    await self._draining.wait()
+        if self._stopping:
+            return
         await self._leave()
-        while True:
+        while not self._stopping:
             try:
                 await self._check()
             except Exception:  # a bug here must not end the drain's routing decisions
@@ -204,7 +213,8 @@ class SharedServerPresence:
     async def _redis(self, op: Awaitable[T], what: str) -> T | None:
         """``op``'s result, or None when Redis failed (one warning per outage)."""
         try:
-            result = await asyncio.wait_for(op, _REDIS_TIMEOUT)
+            async with asyncio.timeout(_REDIS_TIMEOUT):
+                result = await op
         except (EngineError, TimeoutError, OSError) as exc:
             if not self._redis_down:
                 self._redis_down = True

@@ -101,7 +101,8 @@ class DeleteRetrier:
         """Sleep ``seconds``, or less when an instance comes back up meanwhile."""
         self._wake.clear()
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), seconds)
+            async with asyncio.timeout(seconds):  # not wait_for: a cancel must not be lost
+                await self._wake.wait()
 
     def _give_up(self, call_id: str, error: MediaError, attempts: int) -> None:
         self.given_up += 1
