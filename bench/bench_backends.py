@@ -37,6 +37,7 @@ from harness import (
     backend_env,
     cpu_seconds,
     machine,
+    print_backend_comparison,
     run_sipp,
     services,
     sip_target,
@@ -125,14 +126,7 @@ def main() -> None:
     print(f"machine: {machine()}; LOGLEVEL={args.loglevel}", flush=True)
     for mode in (("static", "reghook") if args.mode == "both" else (args.mode,)):
         results = {b: bench(mode, rates, args.seconds, args.loglevel, b) for b in backends}
-        if len(results) == 2:
-            (best_e, cpu_e), (best_d, cpu_d) = results["embedded"], results["drachtio"]
-            print(f"{mode}: embedded {best_e}/s, drachtio {best_d}/s")
-            for rate in sorted(set(cpu_e) & set(cpu_d)):
-                ratio = cpu_d[rate] / cpu_e[rate] if cpu_e[rate] else float("nan")
-                print(f"  at {rate}/s engine CPU per registration: embedded "
-                      f"{cpu_e[rate]:.3f} ms, drachtio {cpu_d[rate]:.3f} ms "
-                      f"({ratio:.2f}x)")
+        print_backend_comparison(mode, results, "registration", "ms", 3)
 
 
 if __name__ == "__main__":

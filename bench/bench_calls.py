@@ -40,6 +40,7 @@ from harness import (
     cpu_seconds,
     free_port,
     machine,
+    print_backend_comparison,
     run_sipp,
     services,
     sip_target,
@@ -225,13 +226,7 @@ def main() -> None:
         backends = ("embedded", "drachtio") if args.backend == "both" else (args.backend,)
         results = {b: bench_rate(rates, args.seconds, args.hold_ms, args.loglevel, b)
                    for b in backends}
-        if len(results) == 2:
-            (best_e, cpu_e), (best_d, cpu_d) = results["embedded"], results["drachtio"]
-            print(f"calls: embedded {best_e}/s, drachtio {best_d}/s")
-            for rate in sorted(set(cpu_e) & set(cpu_d)):
-                ratio = cpu_d[rate] / cpu_e[rate] if cpu_e[rate] else float("nan")
-                print(f"  at {rate}/s engine CPU per call: embedded {cpu_e[rate]:.0f} µs, "
-                      f"drachtio {cpu_d[rate]:.0f} µs ({ratio:.2f}x)")
+        print_backend_comparison("calls", results, "call", "µs", 0)
     else:
         bench_memory(args.concurrent, args.rate, args.loglevel)
 

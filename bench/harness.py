@@ -183,6 +183,20 @@ def machine() -> str:
     return f"{model}, {os.cpu_count()} cores"
 
 
+def print_backend_comparison(label: str, results: dict[str, tuple[int, dict[int, float]]],
+                             what: str, unit: str, digits: int) -> None:
+    """For a run on both backends (``results[backend] = (best rate, CPU per operation by
+    rate)``): the best rates and, at each rate both ran, the engine's CPU per ``what``."""
+    if len(results) != 2:
+        return
+    (best_e, cpu_e), (best_d, cpu_d) = results["embedded"], results["drachtio"]
+    print(f"{label}: embedded {best_e}/s, drachtio {best_d}/s")
+    for rate in sorted(set(cpu_e) & set(cpu_d)):
+        ratio = cpu_d[rate] / cpu_e[rate] if cpu_e[rate] else float("nan")
+        print(f"  at {rate}/s engine CPU per {what}: embedded {cpu_e[rate]:.{digits}f} {unit}, "
+              f"drachtio {cpu_d[rate]:.{digits}f} {unit} ({ratio:.2f}x)")
+
+
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 

@@ -55,9 +55,10 @@ end
 return 0
 """
 
-# KEYS[1] standby zset. The engines standing by now (Redis's clock, not ours: engines may
-# run on hosts whose clocks differ).
-_STANDING_BY = """
+# KEYS[1] a zset of member → expiry (ms, Redis time). The members whose expiry has not
+# passed, dropping the others (Redis's clock, not ours: engines may run on hosts whose
+# clocks differ). The engines standing by for a trunk; engine.drachtio.peers' engines.
+LIVE_MEMBERS = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
@@ -83,7 +84,7 @@ class Leases:
         self._ttl_ms = max(1, int(ttl * 1000))
         self._take = LuaScript(client, _TAKE_OR_RENEW)
         self._release = LuaScript(client, _RELEASE)
-        self._standing_by = LuaScript(client, _STANDING_BY)
+        self._standing_by = LuaScript(client, LIVE_MEMBERS)
 
     async def take_or_renew(self, domain: str, trunk_id: str) -> bool:
         """Hold the trunk's lease for another ``ttl``; False = another engine holds it

@@ -37,6 +37,7 @@ from typing import Protocol, TypeVar
 
 from engine.drachtio.wire import ServerInfo
 from engine.errors import EngineError
+from engine.lease import LIVE_MEMBERS
 from engine.log import get_logger
 from engine.store.resp import LuaScript, RespClient
 
@@ -59,13 +60,6 @@ redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return 1
 """
 
-# KEYS[1] engines zset. The engines present now, by Redis's clock.
-_PRESENT = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-return redis.call('ZRANGEBYSCORE', KEYS[1], now, '+inf')
-"""
 
 
 def _hostports(items: tuple[tuple[str, str, int], ...]) -> str:
@@ -91,7 +85,7 @@ class PeerRegistry:
         self.instance_id = instance_id
         self._ttl_ms = max(1, int(ttl * 1000))
         self._announce = LuaScript(client, _ANNOUNCE)
-        self._present = LuaScript(client, _PRESENT)
+        self._present = LuaScript(client, LIVE_MEMBERS)
 
     async def announce(self, server: str) -> None:
         await self._announce(keys=[engines_key(server)], args=[self.instance_id, self._ttl_ms])
