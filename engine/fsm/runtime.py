@@ -475,7 +475,7 @@ class Instance:
         without this every finished call would wait for the cyclic garbage collector
         instead of being freed at once. Its state, result and trace stay readable."""
         self.event = _NO_EVENT
-        drop_vars(self.vars, lambda value: isinstance(value, Instance))
+        drop_vars(self.vars, Instance)
 
     def __repr__(self) -> str:
         return f"<Instance {self.id} {self.machine.label} state={self.state} {self.status}>"

@@ -107,16 +107,13 @@ def test_an_ended_instance_lets_go_of_other_instances() -> None:
     class Inst:  # stands in for engine.fsm.runtime.Instance
         pass
 
-    def is_inst(value: Any) -> bool:
-        return isinstance(value, Inst)
-
     family = Family(child=Inst(), legs={1: Inst()}, others={1: "x"},
                     call=Shared(Inst()), name="instance-free")
-    drop_vars(family, is_inst)
+    drop_vars(family, Inst)
     assert (family.child, family.legs, family.others, family.call, family.name) == \
         (None, {}, {1: "x"}, None, "instance-free")
     loose = build_vars(None, "adhoc", {"a": 1, "b": Inst()})
-    drop_vars(loose, is_inst)
+    drop_vars(loose, Inst)
     assert vars(loose) == {"a": 1}
 
 
