@@ -61,7 +61,6 @@ return 1
 """
 
 
-
 def _hostports(items: tuple[tuple[str, str, int], ...]) -> str:
     return ",".join(sorted(f"{proto}/{host}:{port}" for proto, host, port in items))
 

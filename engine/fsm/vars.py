@@ -62,10 +62,11 @@ _DICT: tuple[str, ...] = ("",)
 _SHAPES: dict[type, dict[type, tuple[str, ...]]] = {}
 
 
-def _shape(kind: type, instance_type: type) -> tuple[str, ...]:
+def _shape(kind: type) -> tuple[str, ...]:
+    """For a type that is not an instance class (``refers`` checks that first)."""
     if kind is dict:
         return _DICT
-    if dataclasses.is_dataclass(kind) and not issubclass(kind, instance_type):
+    if dataclasses.is_dataclass(kind):
         return _field_names(kind)
     return _OPAQUE
 
@@ -85,7 +86,7 @@ def drop_vars(values: Any, instance_type: type) -> None:
         kind = type(value)
         shape = shapes.get(kind)
         if shape is None:
-            shape = shapes[kind] = _shape(kind, instance_type)
+            shape = shapes[kind] = _shape(kind)
         if not shape:
             return False
         if shape is _DICT:
