@@ -14,6 +14,7 @@ store): the interpreter plus the real actions, no sockets. ``--profile`` runs it
 once more under cProfile and prints the interpreter's top functions by own time.
 
     .venv/bin/python bench/bench_fsm.py [--n 50000] [--registrations 3000] [--profile]
+                                        [--only-registrations]
 """
 
 from __future__ import annotations
@@ -211,6 +212,8 @@ def main() -> None:
     ap.add_argument("--registrations", type=int, default=3000)
     ap.add_argument("--profile", action="store_true",
                     help="profile the registrations once more and print the top functions")
+    ap.add_argument("--only-registrations", action="store_true",
+                    help="skip the spawn/flow figures (bench_instructions.py runs this)")
     args = ap.parse_args()
     try:
         import uvloop
@@ -218,7 +221,8 @@ def main() -> None:
         print("event loop: uvloop")
     except ImportError:
         print("event loop: asyncio")
-    asyncio.run(run(args.n))
+    if not args.only_registrations:
+        asyncio.run(run(args.n))
     asyncio.run(registrations(args.registrations, args.profile))
 
 
