@@ -100,5 +100,5 @@ def drop_vars(values: Any, instance_type: type) -> None:
         return
     for name in _field_names(type(values)):
         value = getattr(values, name)
-        if refers(value):
+        if value is not None and refers(value):  # most optional fields are still None
             setattr(values, name, {} if isinstance(value, dict) else None)
