@@ -6,9 +6,10 @@ the same code agree within about 1 % (PYTHONHASHSEED is fixed; what still varies
 is time-dependent work such as nonce timestamps), whatever else the machine is
 doing. That makes it the figure for an A/B of a small change to the
 interpreter, the actions or the SIP codec, where the daemon's CPU per
-registration varies by 5 % from run to run. It counts instructions, not time: a syscall
-or a cache miss costs one instruction here, so it complements, never replaces,
-the daemon's CPU per registration (bench_registration.py).
+registration varies by 5 % from run to run. It counts user-space instructions,
+not time: the kernel's side of a syscall is not counted and a cache miss costs
+no more than a hit, so it complements, never replaces, the daemon's CPU per
+registration (bench_registration.py).
 
 Runs ``bench_fsm.py --only-registrations`` (one digest registration = REGISTER →
 401, REGISTER with credentials → 200, through the shipped machines with the
@@ -28,17 +29,16 @@ import re
 import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 
 
-def instructions(registrations: int, workdir: Path) -> int:
-    """Instructions callgrind counts for a whole ``bench_fsm.py`` run (start-up included)."""
-    out = workdir / f"callgrind.{registrations}"
+def instructions(registrations: int) -> int:
+    """Instructions callgrind counts for a whole ``bench_fsm.py`` run (start-up included);
+    only the total it prints is read, so no profile file is kept."""
     proc = subprocess.run(
-        ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
+        ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
          sys.executable, str(HERE / "bench_fsm.py"), "--only-registrations",
          "--registrations", str(registrations)],
         capture_output=True, text=True, check=False,
@@ -59,9 +59,8 @@ def main() -> None:
     if shutil.which("valgrind") is None:
         raise SystemExit("bench_instructions needs valgrind (Debian package valgrind; "
                          "scripts/setup.sh installs it)")
-    with tempfile.TemporaryDirectory(prefix="callgrind-") as tmp:
-        small = instructions(args.small, Path(tmp))
-        large = instructions(args.large, Path(tmp))
+    small = instructions(args.small)
+    large = instructions(args.large)
     per = (large - small) / (args.large - args.small)
     print(f"python {sys.version.split()[0]}; callgrind, {args.large} minus {args.small} "
           f"registrations")

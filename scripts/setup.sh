@@ -7,8 +7,9 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 
 # Programs the tests run and the package that brings each: dot (graphviz), prlimit
-# (util-linux), tcpdump, valgrind (bench_instructions), sipp (sip-tester), rtpengine (rtpengine-daemon), chromium,
-# redis-server, postgres (postgresql), drachtio's libraries (libboost-*, libgoogle-perftools4…).
+# (util-linux), tcpdump, sipp (sip-tester), rtpengine (rtpengine-daemon), chromium,
+# redis-server, postgres (postgresql), drachtio's libraries (libboost-*, libgoogle-perftools4…);
+# and for bench/bench_instructions.py, valgrind.
 PKGS="python3 python3-venv python3-dev gcc rtpengine-daemon rtpengine-utils sip-tester
       redis-server postgresql sox libsox-fmt-mp3 ffmpeg graphviz tcpdump util-linux valgrind
       libboost-thread1.74.0 libboost-log1.74.0 libboost-filesystem1.74.0 libgoogle-perftools4
