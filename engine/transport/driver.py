@@ -44,6 +44,9 @@ class Driver:
         self._timer_at: float | None = None
         self._peers: dict[tuple, Peer] = {}
         self.closed = False
+        # Called (once, then cleared) with the next SIP input: overload control, idling,
+        # sets it to bring its fast tick back (engine.overload).
+        self.on_input: Callable[[], None] | None = None
 
     # ------------------------------------------------------------------ effects
 
@@ -100,10 +103,20 @@ class Driver:
 
     def on_datagram(self, data: bytes, addr: tuple) -> None:
         """A UDP datagram (called by the listener protocol, which logs exceptions)."""
+        if self.on_input is not None:
+            self._input_arrived()
         peer = self._peers.get(addr)
         if peer is None:
             peer = self._peer(addr)
         self.run(self.core.receive_bytes(data, peer, self.now()))
+
+    def _input_arrived(self) -> None:
+        hook, self.on_input = self.on_input, None
+        if hook is not None:
+            try:
+                hook()
+            except Exception:  # overload control's bookkeeping must not lose the input
+                log.exception("input hook failed")
 
     def _peer(self, addr: tuple) -> Peer:
         peers = self._peers
@@ -114,6 +127,8 @@ class Driver:
 
     def on_stream(self, conn: TcpConnection, events: list[FramerEvent]) -> None:
         """Framed input of one TCP connection."""
+        if self.on_input is not None:
+            self._input_arrived()
         core = self.core
         for ev in events:
             t = type(ev)

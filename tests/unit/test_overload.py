@@ -4,14 +4,25 @@ sheds (only new out-of-dialog REGISTER/INVITE, statelessly) and what it never sh
 
 from __future__ import annotations
 
+import asyncio
 import random
 from types import SimpleNamespace
 
+from engine.clock import LoopClock
 from engine.health import Health
-from engine.overload import AGE, LAG, PENDING, Overload, OverloadLimits, OverloadState
+from engine.overload import (
+    AGE,
+    LAG,
+    PENDING,
+    TICK_SECS,
+    Overload,
+    OverloadLimits,
+    OverloadState,
+)
 from engine.ports import Peer
 from engine.sip.effects import RequestReceived, Send
 from engine.sip.endpoint import EndpointCore
+from engine.transport.driver import Driver
 
 LIMITS = OverloadLimits(lag=0.1, recover=1.0, max_pending=2, retry_after=5)
 SRC = Peer("127.0.0.1", 5070, "udp")
@@ -152,3 +163,55 @@ def test_pending_bound_counts_requests_until_their_first_real_answer() -> None:
     assert core.pending == 1
     effects = core.receive_bytes(_request("REGISTER", "p3"), SRC, 1.0)
     assert [e for e in effects if isinstance(e, RequestReceived)]
+
+
+# --------------------------------------------------------------------------- the tick
+
+
+async def test_a_calm_node_ticks_rarely_and_sip_input_brings_the_fast_tick_back() -> None:
+    """Idle CPU: 20 ticks a second were half of an idle node's CPU. While calm the tick
+    waits a second; the next datagram (or TCP message) re-arms the 50 ms tick before it
+    is handled, and work in flight keeps the fast tick."""
+    loop = asyncio.get_running_loop()
+    core = EndpointCore(sent_by={"udp": ("127.0.0.1", 5060)})
+    events: list = []
+    sent: list[bytes] = []
+    driver = Driver(core, LoopClock(loop), events.append)
+    driver.udp = SimpleNamespace(  # type: ignore[assignment]
+        age=0.0, max_age=0.0, discarded=0, stale_age=float("inf"),
+        send=lambda data, host, port: sent.append(data))
+    overload = Overload(LIMITS)
+    overload.attach(SimpleNamespace(core=core, driver=driver))
+    ticks: list[float] = []
+    observe = overload.observe
+    overload.observe = lambda now, lag: (ticks.append(now), observe(now, lag))[1]  # type: ignore[method-assign]
+
+    async def ticks_within(seconds: float) -> int:
+        before = len(ticks)
+        await asyncio.sleep(seconds)
+        return len(ticks) - before
+
+    overload.start()
+    try:
+        await asyncio.sleep(TICK_SECS * 3)  # the first tick found the node calm
+        assert overload.idle and driver.on_input is not None
+        assert await ticks_within(0.3) == 0
+
+        driver.on_datagram(_request("OPTIONS", "o1"), ("127.0.0.1", 5070))
+        assert not overload.idle and driver.on_input is None
+        assert [e for e in events if isinstance(e, RequestReceived)]  # handled as ever
+        assert await ticks_within(TICK_SECS * 4) >= 1
+        assert overload.idle  # calm again after that tick
+
+        core._pending.update(range(1000, 1000 + OverloadState.MIN_PENDING))  # work in flight
+        driver.on_datagram(_request("OPTIONS", "o2"), ("127.0.0.1", 5070))
+        assert await ticks_within(0.3) >= 2 and not overload.idle
+        core._pending.clear()
+        await asyncio.sleep(TICK_SECS * 3)
+        assert overload.idle
+
+        driver.on_stream(SimpleNamespace(), [])  # type: ignore[arg-type]  # TCP input too
+        assert not overload.idle and driver.on_input is None
+    finally:
+        overload.stop()
+    assert driver.on_input is None
