@@ -12,7 +12,11 @@ planned duration and retransmitted at most ``--max-retrans-pct`` of the
 REGISTERs, i.e. the stack kept up. Each rate gets a fresh application; a UDP
 transaction lives 32 s after its answer (timer J), so runs longer than that
 include the cost of expiring them (steady state). The highest sustained rate is
-printed.
+printed, and for every rate the application's CPU per REGISTER (utime + stime of
+its process from /proc/PID/stat over the run, divided by the REGISTERs answered):
+the SIP stack's own cost (transport, parse, transaction, response, send) with no
+machine, Redis or digest behind it — the floor under the daemon's CPU per
+registration, which handles two REGISTERs.
 
 ``--profile`` runs one extra pass at ``--profile-rate`` with the application
 under cProfile and prints the top functions by own time (cProfile slows the
@@ -41,7 +45,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from harness import DEFAULT_LOGLEVEL, add_loglevel_argument
+from harness import DEFAULT_LOGLEVEL, add_loglevel_argument, cpu_seconds
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -205,12 +209,15 @@ def main() -> None:
     for rate in rates:
         app = App(args.transport, loglevel=args.loglevel)
         try:
+            cpu0 = cpu_seconds(app.proc.pid)
             r = run_sipp(app.port, rate, args.duration, args.transport)
+            cpu = cpu_seconds(app.proc.pid) - cpu0
         finally:
             app.stop()
         ok = sustained(r, args.duration, args.max_retrans_pct)
+        per = f"{cpu / r['ok'] * 1e6:.0f} µs CPU/REGISTER" if r["ok"] else "no REGISTER answered"
         print(f"  {rate:>6}/s on {app.loop_name}: {r['ok']}/{r['total']} ok, {r['failed']} failed, "
-              f"{r['retrans']} retransmissions, {r['elapsed']:.1f} s "
+              f"{r['retrans']} retransmissions, {r['elapsed']:.1f} s, {per} "
               f"-> {'sustained' if ok else 'NOT sustained'}"
               + (f" {r['reasons']}" if r["reasons"] else ""), flush=True)
         if not ok:
