@@ -249,7 +249,9 @@ def run_daemon(factory: ComponentFactory | None = None) -> int:
             supervisor = os.environ.get("DRAGONPBX_SUPERVISOR_PID", "")
             if settings.worker_index is not None and supervisor == str(os.getppid()):
                 # the supervisor counts ready workers (never signal an unrelated parent)
-                app.on_ready = lambda: os.kill(int(supervisor), signal.SIGUSR1)
+                from engine.supervisor import WORKER_READY_SIGNAL
+
+                app.on_ready = lambda: os.kill(int(supervisor), WORKER_READY_SIGNAL)
             await app.serve()
         except (ConfigError, DefinitionError) as exc:
             log.error("start-up failed", error=str(exc))

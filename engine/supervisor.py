@@ -21,9 +21,10 @@ included — fails start-up with exit 2 instead of being shared by accident.
 
 Signals: SIGTERM/SIGINT are forwarded to every worker (each drains), and the
 supervisor exits when all have stopped (0 if every worker exited 0); SIGHUP is
-forwarded (each worker reloads). A worker that dies on its own is logged at
-error with its exit status and restarted after a backoff (1 s, doubling to
-30 s while it keeps dying within 30 s of its start). ``on_ready`` is the hook
+forwarded (each worker reloads), and so is SIGUSR1 (each logs its ``sizes``
+line). A worker that dies on its own is logged at error with its exit status
+and restarted after a backoff (1 s, doubling to 30 s while it keeps dying
+within 30 s of its start). ``on_ready`` is the hook
 for whoever reports readiness (sd_notify, an HTTP API): it is called once,
 when every worker has logged ``ready``.
 """
@@ -51,8 +52,13 @@ log = get_logger("engine.supervisor")
 RESTART_BACKOFF_FIRST = 1.0
 RESTART_BACKOFF_CAP = 30.0
 STABLE_AFTER = 30.0  # a worker that lived this long restarts without delay next time
-# SIGUSR1: a worker is ready (engine/app.py sends it to its parent).
-_HANDLED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD, signal.SIGUSR1)
+# A worker reports that it is ready with this signal (engine/app.py sends it to its
+# parent). A real-time signal, because those are queued: two workers ready within one
+# turn of the loop are two signals. A standard one (SIGUSR1, as before) is merged while
+# pending, and one worker was then never counted, so "workers ready" never came.
+WORKER_READY_SIGNAL = signal.SIGRTMIN + 2
+HANDLED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD,
+                   signal.SIGUSR1, WORKER_READY_SIGNAL)
 
 
 @dataclass
@@ -154,13 +160,22 @@ class Supervisor:
                 log.milestone("draining workers", workers=len(self.workers))
             self.stopping = True
             self.forward(signal.SIGTERM)
-        elif sig == signal.SIGUSR1:
+        elif sig == WORKER_READY_SIGNAL:
             for worker in self.workers:
                 if worker.pid == pid:
                     worker.ready = True
+        elif sig == signal.SIGUSR1:  # each worker logs its table sizes
+            self.forward(signal.SIGUSR1)
         elif sig == signal.SIGHUP:
             log.info("reload forwarded to workers", workers=len(self.workers))
             self.forward(signal.SIGHUP)
+
+    def take_signal(self, timeout: float) -> None:
+        """Act on one of the (blocked) signals we handle, waiting up to ``timeout`` s for
+        it; SIGCHLD only wakes us (``_reap`` looks at every child)."""
+        info = signal.sigtimedwait(HANDLED_SIGNALS, timeout)
+        if info is not None and info.si_signo != signal.SIGCHLD:
+            self._on_signal(info.si_signo, info.si_pid)
 
     # ------------------------------------------------------------------ children
     def _reap(self) -> None:
@@ -210,22 +225,20 @@ class Supervisor:
     # ------------------------------------------------------------------ main loop
     def run(self) -> int:
         self.prepare()
-        signal.pthread_sigmask(signal.SIG_BLOCK, _HANDLED)
+        signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED_SIGNALS)
         try:
             log.milestone("supervisor starting", workers=len(self.workers),
                           port=int(self._shared["SIP_PORT"]))
             for worker in self.workers:
                 self.spawn(worker)
             while not (self.stopping and self.all_stopped()):
-                info = signal.sigtimedwait(_HANDLED, 0.2)
-                if info is not None and info.si_signo != signal.SIGCHLD:
-                    self._on_signal(info.si_signo, info.si_pid)
+                self.take_signal(0.2)
                 self._reap()
                 if not self.stopping:
                     self._restart_due()
                     self._check_ready()
         finally:
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, _HANDLED)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, HANDLED_SIGNALS)
         codes = {w.index: w.proc.returncode if w.proc is not None else None
                  for w in self.workers}
         failed = {i: c for i, c in codes.items() if c not in (0, None)}
@@ -241,7 +254,7 @@ def _in_child() -> None:
     orphaned worker keeps the port."""
     import ctypes
 
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, _HANDLED)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, HANDLED_SIGNALS)
 
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG

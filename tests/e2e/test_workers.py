@@ -216,6 +216,16 @@ def test_sighup_reaches_every_worker(workers: Pbx) -> None:
         "both workers reloading")
 
 
+def test_sigusr1_makes_every_worker_log_its_sizes(workers: Pbx) -> None:
+    """SIGUSR1 to the supervisor (what an operator sends to the one pid systemd shows)
+    reaches each worker, which logs its own table sizes."""
+    start = len(workers.log_lines())
+    workers.signal(signal.SIGUSR1)
+    wait_until(lambda: len(lines_by_instance(workers, start, msg="sizes")) == 2, 10,
+               "a sizes line from each worker")
+    assert workers.alive()
+
+
 def test_sigterm_drains_every_worker_and_exits_0(workers: Pbx) -> None:
     pids = worker_pids(workers)
     assert workers.stop() == 0, workers.tail()
