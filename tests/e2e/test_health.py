@@ -28,6 +28,7 @@ from tests.fixtures.daemon import Pbx, start_pbx
 from tests.fixtures.procs import (
     Service,
     free_port,
+    freeze,
     require_binary,
     start_service,
     wait_until,
@@ -75,7 +76,10 @@ class OwnRedis:
 
     def signal(self, sig: int) -> None:
         assert self.service is not None
-        os.kill(self.service.proc.pid, sig)
+        if sig == signal.SIGSTOP:  # and wait until it is stopped
+            freeze(self.service.proc.pid)
+        else:
+            os.kill(self.service.proc.pid, sig)
 
     def kill(self) -> None:
         assert self.service is not None

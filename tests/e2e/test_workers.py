@@ -269,9 +269,13 @@ def test_killed_supervisor_takes_its_workers_along(
         webhook_server: WebhookServer) -> None:
     pbx = start_pbx(tmp_path_factory.mktemp("w-orphans"), config(webhook_server),
                     redis_url=redis_server, rtpengine=rtpengine_server, env={"WORKERS": "2"})
-    pbx.wait_log('"workers ready"', 30)
-    pids = worker_pids(pbx)
-    pbx.proc.kill()
-    pbx.proc.wait(5)
-    wait_until(lambda: not any(_running(p) for p in pids.values()), 15, "the workers gone")
-    assert not _pids_on(pbx.port)
+    try:
+        pbx.wait_log('"workers ready"', 30)
+        pids = worker_pids(pbx)
+        pbx.proc.kill()
+        pbx.proc.wait(5)
+        wait_until(lambda: not any(_running(p) for p in pids.values()), 15, "the workers gone")
+        assert not _pids_on(pbx.port)
+    finally:  # never leave a daemon on the session's Redis for the tests after this one
+        if pbx.alive():
+            pbx.stop()

@@ -17,7 +17,14 @@ import pytest
 from engine.errors import StoreError
 from engine.health import REDIS, Health
 from engine.store.redis import RedisStore
-from tests.fixtures.procs import Service, free_port, require_binary, start_service, wait_until
+from tests.fixtures.procs import (
+    Service,
+    free_port,
+    freeze,
+    require_binary,
+    start_service,
+    wait_until,
+)
 
 pytestmark = [pytest.mark.integration]
 
@@ -62,7 +69,7 @@ async def test_hung_redis_is_marked_down_fails_fast_and_recovers(
     try:
         await store.ping()
         store.watch_health(health, interval=0.1, timeout=0.3)
-        os.kill(services[0].proc.pid, signal.SIGSTOP)
+        freeze(services[0].proc.pid)
         await _until(lambda: health.is_down(REDIS), 2.0)
         assert "0.3s" in (health.dependency(REDIS).reason or "")
         started = time.monotonic()
