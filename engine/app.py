@@ -5,7 +5,9 @@ media, machines, SIP, trunk registrations, HTTP API); one ``ready`` line is
 logged when everything serves, and systemd is told (``READY=1`` through
 ``NOTIFY_SOCKET``; ``STOPPING=1`` when draining, ``RELOADING=1`` on reload).
 SIGTERM/SIGINT drain: every component refuses new work (new INVITEs get 503),
-live work may finish for ``SHUTDOWN_GRACE_SECS``, then components stop in reverse order (trunk
+live work may finish for ``SHUTDOWN_GRACE_SECS``; calls still up are then told to end
+(``app.shutdown``: BYE both sides, RTPEngine session and ``call:*`` record removed) and
+get up to ``ENDING_SECS`` for it; then components stop in reverse order (trunk
 registrations send ``Expires: 0``) and the process exits 0. SIGHUP reloads
 configuration and machines.
 """
@@ -31,6 +33,11 @@ from engine.settings import Settings, load_settings
 
 log = get_logger("engine.app")
 
+# After the grace period, how long calls told to end (BYE both sides, RTPEngine delete,
+# record removed) may take before the components stop regardless: a BYE answered at
+# all is answered in milliseconds, and a peer that never answers must not hold the exit.
+ENDING_SECS = 5.0
+
 
 class Component:
     """A part of the daemon with a lifecycle. Subclasses override what they need."""
@@ -47,6 +54,11 @@ class Component:
     def busy(self) -> int:
         """Live work that shutdown should wait for (e.g. calls in progress)."""
         return 0
+
+    def end_remaining_work(self) -> None:
+        """The drain's grace period is over: have live work end properly (calls hang up
+        both sides and clean up) before the components stop."""
+        return None
 
     async def stop(self) -> None:
         return None
@@ -148,6 +160,16 @@ class App:
                 sizes[f"{component.name}_error"] = repr(exc)
         log.info("sizes", **sizes)
 
+    async def _idle_within(self, seconds: float) -> bool:
+        """Wait up to ``seconds`` for no component to be busy; True once none is."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + seconds
+        while sum(c.busy() for c in self.started):
+            if loop.time() >= deadline:
+                return False
+            await asyncio.sleep(0.2)
+        return True
+
     async def _stop_started(self) -> None:
         for component in reversed(self.started):
             try:
@@ -209,15 +231,14 @@ class App:
         notify("STOPPING=1")
         for component in self.started:
             component.refuse_new_work()
-        deadline = asyncio.get_running_loop().time() + grace
-        while asyncio.get_running_loop().time() < deadline:
-            busy = sum(c.busy() for c in self.started)
-            if not busy:
-                break
-            await asyncio.sleep(0.2)
-        else:
+        if not await self._idle_within(grace):
             log.warning("grace period over; ending remaining work",
                         busy=sum(c.busy() for c in self.started))
+            for component in self.started:
+                component.end_remaining_work()
+            if not await self._idle_within(ENDING_SECS):
+                log.warning("work still running after being told to end; stopping anyway",
+                            busy=sum(c.busy() for c in self.started), waited=ENDING_SECS)
         await self._stop_started()
         self.gc_watch.uninstall()
         log.milestone("stopped")

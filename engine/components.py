@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from engine.app import Component
 from engine.clock import LoopClock
+from engine.drain_events import SHUTDOWN_EVENT
 from engine.errors import ConfigError, DefinitionError, MediaError, StoreError
 from engine.health import REDIS, RTPENGINE, SIP, Health, Watcher
 from engine.log import get_logger
@@ -275,6 +276,15 @@ class MachinesComponent(Component):
 
     def busy(self) -> int:
         return sum(1 for i in self.runtime.live.values() if i.machine.name == "inbound_call")
+
+    def end_remaining_work(self) -> None:
+        """Post ``app.shutdown`` to every live call whose state handles it;
+        machines/inbound_call.yaml decides what ending the call means. A call in
+        another state is already ending, or ends at ``stop`` (killed)."""
+        for inst in list(self.runtime.live.values()):
+            if (inst.machine.name == "inbound_call" and not inst.done
+                    and SHUTDOWN_EVENT in inst.machine.handled[inst.state]):
+                inst.post(SHUTDOWN_EVENT, {"by": "shutdown"})
 
     async def stop(self) -> None:
         for inst in list(self.runtime.live.values()):

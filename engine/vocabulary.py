@@ -20,7 +20,8 @@ ACTION_MODULES: tuple[str, ...] = (
 )
 
 # Drivers that declare the events they deliver to machines.
-EVENT_SOURCES: tuple[str, ...] = ("engine.dispatch", "engine.trunks", "engine.api.events")
+EVENT_SOURCES: tuple[str, ...] = ("engine.dispatch", "engine.trunks", "engine.api.events",
+                                  "engine.drain_events")
 
 
 def load_vocabulary() -> Registry:

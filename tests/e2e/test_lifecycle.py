@@ -14,10 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 
 from engine.paths import machines_dir
-from tests.e2e.test_calls import DOMAIN, callee, config, register
+from tests.e2e.test_calls import DOMAIN, callee, config, ng, register
 from tests.fixtures.daemon import BACKENDS, start_pbx
+from tests.fixtures.procs import wait_until
 from tests.fixtures.sipp import SippServer, free_udp_port, run_sipp, scenario, scenario_with
 from tests.fixtures.webhooks import WebhookServer
 
@@ -66,6 +68,62 @@ def test_sigterm_drains_live_call_and_refuses_new_ones(
             s.stop()
         pbx.stop()
         pbx.release()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_calls_still_up_after_the_grace_period_are_hung_up_and_cleaned_up(
+        tmp_path_factory: pytest.TempPathFactory, redis_server: str, rtpengine_server: Any,
+        webhooks: WebhookServer, backend: str) -> None:
+    """SIGTERM with a call that outlives SHUTDOWN_GRACE_SECS: the call is ended as a hang-up
+    is (BYE to both sides, StatusHook `pbx:shutdown`), its RTPEngine session and live-call
+    record are gone, and the daemon exits 0 - nothing is left for RTPEngine's timeout or
+    the record's 4-hour TTL."""
+    pbx = start_pbx(tmp_path_factory.mktemp("pbx-drain-end"), config(webhooks),
+                    redis_url=redis_server, rtpengine=rtpengine_server,
+                    env={"SHUTDOWN_GRACE_SECS": "1"}, backend=backend)
+    servers: list[SippServer] = []
+    try:
+        register(pbx, "alice", free_udp_port())
+        webhooks.reply("/call", json=[{"verb": "connect",
+                                       "dest": {"type": "client", "address": "bob"}}])
+        webhooks.reply("/status", json={})
+        bob = callee(servers, pbx, "bob")  # answers, then waits for a BYE
+        results: dict[str, Any] = {}
+
+        def caller() -> None:  # answered, then waits for a BYE
+            results["caller"] = run_sipp(
+                scenario("call_uac_wait_bye"), pbx.address, media=True, timeout=40,
+                keys={"domain": DOMAIN, "caller": "alice"},
+                extra=["-s", "1001", "-au", "alice", "-ap", "secret", "-m", "1"])
+
+        thread = threading.Thread(target=caller)
+        thread.start()
+        wait_until(lambda: _status(webhooks, "connect:answered"), 15, "the call answered")
+        call_id = _status(webhooks, "connect:answered")[0]["callId"]
+        rdb = redis.Redis.from_url(redis_server, decode_responses=True)
+        assert rdb.exists(f"call:{DOMAIN}:{call_id}")
+        pbx.signal(signal.SIGTERM)
+        assert pbx.proc.wait(20) == 0, pbx.tail()
+        thread.join(30)
+        assert results["caller"].rc == 0, results["caller"].explain()
+        assert "BYE sip:" in results["caller"].messages
+        done = bob.wait(30)
+        assert done.rc == 0, done.explain()
+        assert [e["callId"] for e in _status(webhooks, "pbx:shutdown")] == [call_id]
+        assert not rdb.exists(f"call:{DOMAIN}:{call_id}")
+        assert ng(pbx, {"command": "query", "call-id": call_id}).get("result") != "ok"
+        text = pbx.log_text()
+        assert "call ended - the PBX is shutting down" in text
+        assert "work still running after being told to end" not in text
+    finally:
+        for s in servers:
+            s.stop()
+        pbx.stop()
+        pbx.release()
+
+
+def _status(hooks: WebhookServer, event: str) -> list[dict[str, Any]]:
+    return [r.json for r in hooks.requests("/status") if r.json["event"].strip() == event]
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
