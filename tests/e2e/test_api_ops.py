@@ -20,7 +20,7 @@ import pytest
 
 from tests.fixtures.api import ApiCheck
 from tests.fixtures.daemon import start_pbx
-from tests.fixtures.procs import free_port, freeze, require_binary, start_service, wait_until
+from tests.fixtures.procs import free_port, require_binary, send_signal, start_service, wait_until
 from tests.fixtures.sipp import (
     SippServer,
     free_udp_port,
@@ -109,10 +109,7 @@ class OwnRedis:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def signal(self, sig: int) -> None:
-        if sig == signal.SIGSTOP:  # and wait until it is stopped
-            freeze(self.service.proc.pid)
-        else:
-            os.kill(self.service.proc.pid, sig)
+        send_signal(self.service.proc.pid, sig)
 
     def stop(self) -> None:
         if self.service.alive():

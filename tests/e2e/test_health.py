@@ -28,8 +28,8 @@ from tests.fixtures.daemon import Pbx, start_pbx
 from tests.fixtures.procs import (
     Service,
     free_port,
-    freeze,
     require_binary,
+    send_signal,
     start_service,
     wait_until,
 )
@@ -76,10 +76,7 @@ class OwnRedis:
 
     def signal(self, sig: int) -> None:
         assert self.service is not None
-        if sig == signal.SIGSTOP:  # and wait until it is stopped
-            freeze(self.service.proc.pid)
-        else:
-            os.kill(self.service.proc.pid, sig)
+        send_signal(self.service.proc.pid, sig)
 
     def kill(self) -> None:
         assert self.service is not None

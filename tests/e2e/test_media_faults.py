@@ -29,7 +29,7 @@ import redis
 from engine.rtpengine.ng import decode_message, encode_message
 from tests.e2e.test_calls import DOMAIN, register
 from tests.fixtures.daemon import Pbx, start_pbx
-from tests.fixtures.procs import freeze as freeze_process
+from tests.fixtures.procs import send_signal
 from tests.fixtures.rtpengine import RtpEngine
 from tests.fixtures.sipp import (
     SippResult,
@@ -184,10 +184,7 @@ def assert_clean(pbx: Pbx, call_ids: list[str], timeout: float = 15) -> None:
 
 def freeze(engine: RtpEngine, sig: int) -> None:
     assert engine.service is not None
-    if sig == signal.SIGSTOP:  # and wait until no thread of it can answer any more
-        freeze_process(engine.service.proc.pid, group=True)
-    else:
-        os.killpg(engine.service.proc.pid, sig)
+    send_signal(engine.service.proc.pid, sig, group=True)
 
 
 def fill_ng_socket(engine: RtpEngine, datagrams: int = 3000) -> None:

@@ -5,7 +5,6 @@ freeze that keeps the calls, and deletes retried (or given up) in the background
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import time
 import uuid
@@ -20,7 +19,7 @@ from engine.media.port import RtpEngineMedia
 from engine.rtpengine.client import UP, RtpEngineClient
 from engine.rtpengine.errors import NgUnknownCall
 from engine.rtpengine.ng import CookieFactory, ResendPolicy
-from tests.fixtures.procs import freeze
+from tests.fixtures.procs import send_signal
 from tests.fixtures.rtpengine import RtpEngine
 from tests.integration.media.test_client import SDP, offer
 
@@ -40,10 +39,7 @@ async def _until(predicate: Callable[[], Any], timeout: float = 5.0) -> None:
 
 def _signal(engine: RtpEngine, sig: int) -> None:
     assert engine.service is not None
-    if sig == signal.SIGSTOP:  # and wait until no thread of it can answer any more
-        freeze(engine.service.proc.pid, group=True)
-    else:
-        os.killpg(engine.service.proc.pid, sig)
+    send_signal(engine.service.proc.pid, sig, group=True)
 
 
 async def _answer(client: RtpEngineClient, call_id: str) -> None:

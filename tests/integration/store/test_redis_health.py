@@ -20,8 +20,8 @@ from engine.store.redis import RedisStore
 from tests.fixtures.procs import (
     Service,
     free_port,
-    freeze,
     require_binary,
+    send_signal,
     start_service,
     wait_until,
 )
@@ -69,7 +69,7 @@ async def test_hung_redis_is_marked_down_fails_fast_and_recovers(
     try:
         await store.ping()
         store.watch_health(health, interval=0.1, timeout=0.3)
-        freeze(services[0].proc.pid)
+        send_signal(services[0].proc.pid, signal.SIGSTOP)
         await _until(lambda: health.is_down(REDIS), 2.0)
         assert "0.3s" in (health.dependency(REDIS).reason or "")
         started = time.monotonic()

@@ -26,7 +26,7 @@ from engine.errors import StoreError
 from engine.ports import Binding
 from engine.store.redis import RedisStore
 from engine.store.resp import RespClient, read_only
-from tests.fixtures.procs import free_port, freeze, require_binary, running, start_service
+from tests.fixtures.procs import free_port, require_binary, running, send_signal, start_service
 
 pytestmark = pytest.mark.integration
 
@@ -232,7 +232,7 @@ async def test_stopped_redis_process_fails_within_the_timeout(tmp_path: Path) ->
     with running(svc, up):
         try:
             await client.execute("PING")
-            freeze(svc.proc.pid)
+            send_signal(svc.proc.pid, signal.SIGSTOP)
             try:
                 started = time.monotonic()
                 with pytest.raises(StoreError):
