@@ -18,12 +18,24 @@ import redis
 
 from engine.paths import machines_dir
 from tests.e2e.test_calls import DOMAIN, callee, config, ng, register
-from tests.fixtures.daemon import BACKENDS, start_pbx
+from tests.e2e.test_media_faults import status_events
+from tests.fixtures.daemon import BACKENDS, Pbx, start_pbx
 from tests.fixtures.procs import wait_until
 from tests.fixtures.sipp import SippServer, free_udp_port, run_sipp, scenario, scenario_with
 from tests.fixtures.webhooks import WebhookServer
 
 pytestmark = [pytest.mark.e2e]
+
+
+def alice_calls_reach_bob(pbx: Pbx, webhooks: WebhookServer,
+                          servers: list[SippServer]) -> SippServer:
+    """alice registered, the CallHook connects every call to bob, and bob's SIPp callee
+    (answers, then waits for the BYE) registered and started."""
+    register(pbx, "alice", free_udp_port())
+    webhooks.reply("/call", json=[{"verb": "connect",
+                                   "dest": {"type": "client", "address": "bob"}}])
+    webhooks.reply("/status", json={})
+    return callee(servers, pbx, "bob", hold_ms=200)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -35,11 +47,7 @@ def test_sigterm_drains_live_call_and_refuses_new_ones(
                     env={"SHUTDOWN_GRACE_SECS": "20"}, backend=backend)
     servers: list[SippServer] = []
     try:
-        register(pbx, "alice", free_udp_port())
-        webhooks.reply("/call", json=[{"verb": "connect",
-                                       "dest": {"type": "client", "address": "bob"}}])
-        webhooks.reply("/status", json={})
-        callee(servers, pbx, "bob", hold_ms=200)
+        alice_calls_reach_bob(pbx, webhooks, servers)
         results: dict[str, Any] = {}
 
         def live_call() -> None:
@@ -83,11 +91,7 @@ def test_calls_still_up_after_the_grace_period_are_hung_up_and_cleaned_up(
                     env={"SHUTDOWN_GRACE_SECS": "1"}, backend=backend)
     servers: list[SippServer] = []
     try:
-        register(pbx, "alice", free_udp_port())
-        webhooks.reply("/call", json=[{"verb": "connect",
-                                       "dest": {"type": "client", "address": "bob"}}])
-        webhooks.reply("/status", json={})
-        bob = callee(servers, pbx, "bob")  # answers, then waits for a BYE
+        bob = alice_calls_reach_bob(pbx, webhooks, servers)  # answers, then waits for a BYE
         results: dict[str, Any] = {}
 
         def caller() -> None:  # answered, then waits for a BYE
@@ -98,8 +102,8 @@ def test_calls_still_up_after_the_grace_period_are_hung_up_and_cleaned_up(
 
         thread = threading.Thread(target=caller)
         thread.start()
-        wait_until(lambda: _status(webhooks, "connect:answered"), 15, "the call answered")
-        call_id = _status(webhooks, "connect:answered")[0]["callId"]
+        wait_until(lambda: status_events(webhooks, "connect:answered"), 15, "the call answered")
+        call_id = status_events(webhooks, "connect:answered")[0]["callId"]
         rdb = redis.Redis.from_url(redis_server, decode_responses=True)
         assert rdb.exists(f"call:{DOMAIN}:{call_id}")
         pbx.signal(signal.SIGTERM)
@@ -109,7 +113,7 @@ def test_calls_still_up_after_the_grace_period_are_hung_up_and_cleaned_up(
         assert "BYE sip:" in results["caller"].messages
         done = bob.wait(30)
         assert done.rc == 0, done.explain()
-        assert [e["callId"] for e in _status(webhooks, "pbx:shutdown")] == [call_id]
+        assert [e["callId"] for e in status_events(webhooks, "pbx:shutdown")] == [call_id]
         assert not rdb.exists(f"call:{DOMAIN}:{call_id}")
         assert ng(pbx, {"command": "query", "call-id": call_id}).get("result") != "ok"
         text = pbx.log_text()
@@ -120,10 +124,6 @@ def test_calls_still_up_after_the_grace_period_are_hung_up_and_cleaned_up(
             s.stop()
         pbx.stop()
         pbx.release()
-
-
-def _status(hooks: WebhookServer, event: str) -> list[dict[str, Any]]:
-    return [r.json for r in hooks.requests("/status") if r.json["event"].strip() == event]
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
